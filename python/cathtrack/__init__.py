@@ -1,0 +1,30 @@
+"""cathtrack: real-time catheter electrode detection and catheter segmentation in X-ray fluoroscopy.
+
+Heavy parts load on first use: ``import cathtrack`` stays cheap and works before the native
+extension is built (the data and training code do not need it).
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__", "build_info"]
+
+
+def build_info() -> dict:
+    """How the native extension was built and what it can use now.
+
+    Returns a dict with ``version``, ``torch_version`` (the torch the extension was compiled
+    against), ``torch_runtime_version`` (the torch imported now), ``compiler``, ``cxx_standard``,
+    ``cuda_kernels`` (CUDA post-processing kernels compiled in) and ``cuda_available`` (they
+    can run now: kernels compiled in, torch sees a GPU).
+    """
+    import torch
+
+    from cathtrack import _native
+
+    info = dict(_native.build_info())
+    info["version"] = __version__
+    info["torch_runtime_version"] = torch.__version__
+    info["cuda_available"] = bool(info["cuda_kernels"] and torch.cuda.is_available())
+    return info

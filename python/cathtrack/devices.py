@@ -1,0 +1,94 @@
+"""Catalogue of the intracardiac devices cathtrack knows (DESIGN.md section 7).
+
+This module is the single source of truth for electrode counts, lengths and spacings. The
+synthetic engine renders devices from it, and the pattern matcher
+(:func:`cathtrack.postprocess.classify_catheter`) builds its templates from it.
+
+All lengths are in millimetres. Electrode lists run distal (tip) -> proximal. ``gaps_mm`` are
+edge-to-edge distances between consecutive electrodes, the way EP catheter spacings such as
+"2-8-2" are quoted by manufacturers; ``centre_spacing_mm`` converts them to the centre-to-centre
+distances an electrode detector actually measures.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+FRENCH_MM = 1.0 / 3.0  # 1 Fr = 1/3 mm outer diameter
+
+
+@dataclass(frozen=True)
+class DeviceVariant:
+    """One concrete device model.
+
+    Attributes:
+        type: catalogue type name (one of :data:`DEVICE_TYPES`).
+        name: variant name, usually the quoted spacing ("2-8-2").
+        electrode_lengths_mm: length along the shaft of each electrode, distal -> proximal.
+        gaps_mm: edge-to-edge gap between consecutive electrodes (len = electrodes - 1).
+        shaft_diameter_mm: outer diameter of the shaft.
+        loop_diameter_mm: (min, max) loop diameter for circular catheters, else None.
+    """
+
+    type: str
+    name: str
+    electrode_lengths_mm: tuple[float, ...]
+    gaps_mm: tuple[float, ...]
+    shaft_diameter_mm: float
+    loop_diameter_mm: tuple[float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.gaps_mm) != len(self.electrode_lengths_mm) - 1:
+            raise ValueError(f"{self.type}/{self.name}: need one gap between each electrode pair")
+
+    @property
+    def n_electrodes(self) -> int:
+        return len(self.electrode_lengths_mm)
+
+    @property
+    def centre_spacing_mm(self) -> tuple[float, ...]:
+        """Centre-to-centre distances between consecutive electrodes, distal -> proximal."""
+        lengths = self.electrode_lengths_mm
+        return tuple(
+            gap + 0.5 * (lengths[i] + lengths[i + 1]) for i, gap in enumerate(self.gaps_mm)
+        )
+
+    @property
+    def electrode_centres_mm(self) -> tuple[float, ...]:
+        """Arc-length position of each electrode centre from the distal end of the tip electrode."""
+        centres = [0.5 * self.electrode_lengths_mm[0]]
+        for spacing in self.centre_spacing_mm:
+            centres.append(centres[-1] + spacing)
+        return tuple(centres)
+
+
+def _repeat(pattern: tuple[float, ...], n_gaps: int) -> tuple[float, ...]:
+    return tuple(pattern[i % len(pattern)] for i in range(n_gaps))
+
+
+CATALOGUE: tuple[DeviceVariant, ...] = (
+    DeviceVariant("cs_decapolar", "2-8-2", (2.0,) * 10, _repeat((2.0, 8.0), 9), 6 * FRENCH_MM),
+    DeviceVariant("cs_decapolar", "2-5-2", (1.0,) * 10, _repeat((2.0, 5.0), 9), 6 * FRENCH_MM),
+    DeviceVariant("quadripolar", "2-5-2", (2.0,) * 4, (2.0, 5.0, 2.0), 6 * FRENCH_MM),
+    DeviceVariant("quadripolar", "5-5-5", (2.0,) * 4, (5.0, 5.0, 5.0), 5 * FRENCH_MM),
+    DeviceVariant("ablation", "3.5mm-1-6-2", (3.5, 1.0, 1.0, 1.0), (1.0, 6.0, 2.0), 7.5 * FRENCH_MM),
+    DeviceVariant("ablation", "4mm-1-6-2", (4.0, 1.0, 1.0, 1.0), (1.0, 6.0, 2.0), 8 * FRENCH_MM),
+    DeviceVariant(
+        "circular_mapping", "10-pole", (1.0,) * 10, (5.0,) * 9, 7 * FRENCH_MM, (15.0, 25.0)
+    ),
+    DeviceVariant(
+        "circular_mapping", "20-pole", (1.0,) * 20, (2.0,) * 19, 7 * FRENCH_MM, (15.0, 25.0)
+    ),
+    DeviceVariant("pacing_lead", "bipolar", (2.0, 3.0), (10.0,), 6.5 * FRENCH_MM),
+)
+
+DEVICE_TYPES: tuple[str, ...] = tuple(dict.fromkeys(v.type for v in CATALOGUE))
+"""Type names in catalogue order. ``"unknown"`` is used for unmatched sequences."""
+
+
+def variants_of(device_type: str) -> tuple[DeviceVariant, ...]:
+    """All catalogue variants of one type; ``ValueError`` for an unknown type."""
+    found = tuple(v for v in CATALOGUE if v.type == device_type)
+    if not found:
+        raise ValueError(f"unknown device type {device_type!r}; known: {', '.join(DEVICE_TYPES)}")
+    return found
