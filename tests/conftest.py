@@ -1,0 +1,36 @@
+"""Shared pytest fixtures: paths to the data that sits beside the checkout, GPU detection."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DIR = REPO_ROOT.parent / "shared"
+ANGIOGRAM_DIR = SHARED_DIR / "data" / "angiograms"
+
+
+@pytest.fixture(scope="session")
+def angiogram_dir() -> Path:
+    """The 84 real coronary angiograms (300x300 uint8) with vessel masks (`*_gt.png`)."""
+    if not ANGIOGRAM_DIR.is_dir():
+        pytest.fail(f"shared angiograms not found at {ANGIOGRAM_DIR}; CI places shared/ beside the checkout")
+    return ANGIOGRAM_DIR
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    if cuda_available():
+        return
+    skip = pytest.mark.skip(reason="no CUDA GPU on this machine")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)
