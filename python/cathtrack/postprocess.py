@@ -162,7 +162,9 @@ def trace_centerlines(skeleton: np.ndarray, min_length: float = 10.0) -> list[np
     makes it longest; the other arms (thinning spurs, the stub of a crossing device) are pruned.
     A closed loop gives the longest geodesic path around it. The polyline starts at its end
     farthest from the image border (catheters enter from an edge, so that end is the distal tip);
-    equal distances put the end with the smaller raster index first.
+    equal distances put the end with the smaller raster index first. The pixel path is smoothed
+    by a 5-pixel moving average with fixed end points, which removes the staircase of 8-connected
+    steps (up to 8 % too long) so arc lengths along the polyline are true lengths.
 
     Args:
         skeleton: (H, W) one-pixel-wide skeleton (e.g. from :func:`thin`); nonzero = on.

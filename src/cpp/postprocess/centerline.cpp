@@ -11,6 +11,7 @@ namespace cathtrack::postprocess {
 namespace {
 
 constexpr float kDiagonal = 1.41421356f;
+constexpr int kSmoothingRadius = 2;
 constexpr int kDy[8] = {-1, -1, -1, 0, 0, 1, 1, 1};
 constexpr int kDx[8] = {-1, 0, 1, -1, 1, -1, 0, 1};
 
@@ -104,6 +105,25 @@ std::vector<std::vector<std::int32_t>> connected_components(const std::uint8_t* 
   return components;
 }
 
+// Moving average over 2*radius+1 pixels, the window shrinking symmetrically at the ends so the end
+// points stay where they are. Removes the staircase of the 8-connected pixel path, whose length
+// overestimates the true arc length by up to 8 % (at 22.5 degrees); electrode spacing is
+// measured along these polylines.
+Polyline smooth(const Polyline& line, int radius) {
+  const int n = static_cast<int>(line.size());
+  Polyline out(line.size());
+  for (int i = 0; i < n; ++i) {
+    const int k = std::min({radius, i, n - 1 - i});
+    float x = 0.0f, y = 0.0f;
+    for (int j = i - k; j <= i + k; ++j) {
+      x += line[j].x;
+      y += line[j].y;
+    }
+    out[i] = {x / static_cast<float>(2 * k + 1), y / static_cast<float>(2 * k + 1)};
+  }
+  return out;
+}
+
 int distance_to_border(std::int32_t p, int height, int width) {
   const int row = p / width, col = p % width;
   return std::min(std::min(row, height - 1 - row), std::min(col, width - 1 - col));
@@ -135,7 +155,7 @@ std::vector<Polyline> trace_centerlines(const std::uint8_t* skeleton, int height
     for (const std::int32_t p : path) {
       line.push_back({static_cast<float>(p % width), static_cast<float>(p / width)});
     }
-    centerlines.push_back(std::move(line));
+    centerlines.push_back(smooth(line, kSmoothingRadius));
   }
   return centerlines;
 }

@@ -25,6 +25,8 @@ using Polyline = std::vector<Point>;
 // Orientation: the polyline starts at the end farther from the image border (catheters enter the
 // field from an edge, so the free end inside the field is the distal tip); on equal distance the
 // end with the smaller raster index comes first. Pixel centres are at integer coordinates.
+// The pixel path is smoothed by a 5-pixel moving average (end points fixed), so points are
+// sub-pixel and the polyline's length is the curve's length, not that of a staircase.
 // Components are returned in raster order of their first pixel.
 std::vector<Polyline> trace_centerlines(const std::uint8_t* skeleton, int height, int width,
                                         float min_length);
