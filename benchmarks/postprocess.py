@@ -127,14 +127,20 @@ def main() -> None:
             }
             row["speedup"] = row["reference_ms"] / row["cathtrack_ms"]
             rows.append(row)
-    print(f"{'op':<11} {'size':>9} {'cathtrack ms':>13} {'reference ms':>13} {'speed-up':>9}  reference")
+    print(
+        f"{'op':<11} {'size':>9} {'cathtrack ms':>13} {'reference ms':>13} {'speed-up':>9}  reference"
+    )
     for r in rows:
         print(
             f"{r['op']:<11} {r['size']:>4}x{r['size']:<4} {r['cathtrack_ms']:>13.3f} "
             f"{r['reference_ms']:>13.3f} {r['speedup']:>8.1f}x  {r['reference']}"
         )
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    machine = {"machine": platform.machine(), "processor": platform.processor(), "cpus": os.cpu_count()}
+    machine = {
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpus": os.cpu_count(),
+    }
     args.json.write_text(json.dumps({"machine": machine, "threads": 1, "results": rows}, indent=2))
     print(f"wrote {args.json}")
 

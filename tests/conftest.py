@@ -15,7 +15,9 @@ ANGIOGRAM_DIR = SHARED_DIR / "data" / "angiograms"
 def angiogram_dir() -> Path:
     """The 84 real coronary angiograms (300x300 uint8) with vessel masks (`*_gt.png`)."""
     if not ANGIOGRAM_DIR.is_dir():
-        pytest.fail(f"shared angiograms not found at {ANGIOGRAM_DIR}; CI places shared/ beside the checkout")
+        pytest.fail(
+            f"shared angiograms not found at {ANGIOGRAM_DIR}; CI places shared/ beside the checkout"
+        )
     return ANGIOGRAM_DIR
 
 

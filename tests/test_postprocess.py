@@ -210,7 +210,9 @@ def test_centerline_of_a_drawn_curve_is_ordered_and_has_its_length(seed):
     assert np.linalg.norm(line[-1] - curve[0]) < 5.0
     # follows the curve, and its arc length matches within 3 % (the smoothing removes the staircase)
     dense = np.linspace(0, 1, 4000)
-    fine = np.stack([np.interp(dense, np.linspace(0, 1, len(curve)), curve[:, k]) for k in (0, 1)], 1)
+    fine = np.stack(
+        [np.interp(dense, np.linspace(0, 1, len(curve)), curve[:, k]) for k in (0, 1)], 1
+    )
     distance = np.linalg.norm(line[:, None, :] - fine[None, :, :], axis=2)
     off_curve = distance.min(axis=1)
     # Where the stroke is cut by the image border, thinning forks into a short "Y"; the trace
@@ -239,7 +241,9 @@ def test_centerlines_one_per_component_and_short_ones_dropped():
     mask[70, 70:74] = 1  # 4 px: below min_length
     lines = pp.trace_centerlines(mask, min_length=10)
     assert [len(line) for line in lines] == [55, 35]
-    np.testing.assert_array_equal(lines[0][[0, -1]], [[59, 10], [5, 10]])  # end farther from the border first
+    np.testing.assert_array_equal(
+        lines[0][[0, -1]], [[59, 10], [5, 10]]
+    )  # end farther from the border first
 
 
 # ---- electrode assignment and catheter type ---------------------------------------------------
@@ -382,6 +386,11 @@ def test_build_info_reports_the_build():
     if not info["cuda_kernels"]:
         with pytest.raises(RuntimeError, match="CUDA"):
             pp.thin(np.ones((3, 3)), device="cuda")
+    else:  # the kernels take CUDA tensors only
+        with pytest.raises(TypeError, match="CUDA torch tensor"):
+            pp.thin(np.ones((3, 3)), device="cuda")
+        with pytest.raises(TypeError, match="CUDA torch tensor"):
+            pp.find_peaks(torch.ones(3, 3), device="cuda")
 
 
 # ---- CUDA kernels: bit-for-bit equal to the CPU core --------------------------------------------
@@ -408,8 +417,14 @@ def test_cuda_thin_equals_cpu_bit_for_bit(angiogram_dir):
     import torch
 
     rng = np.random.default_rng(0)
-    masks = [random_blobs(rng, (int(rng.integers(1, 300)), int(rng.integers(1, 300))), 6) for _ in range(10)]
-    masks += [cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127 for p in sorted(angiogram_dir.glob("*/*_gt.png"))[:20]]
+    masks = [
+        random_blobs(rng, (int(rng.integers(1, 300)), int(rng.integers(1, 300))), 6)
+        for _ in range(10)
+    ]
+    masks += [
+        cv2.imread(str(p), cv2.IMREAD_GRAYSCALE) > 127
+        for p in sorted(angiogram_dir.glob("*/*_gt.png"))[:20]
+    ]
     masks.append(np.ones((1024, 1024), np.uint8))
     for mask in masks:
         expected = pp.thin(mask)

@@ -71,7 +71,9 @@ CATALOGUE: tuple[DeviceVariant, ...] = (
     DeviceVariant("cs_decapolar", "2-5-2", (1.0,) * 10, _repeat((2.0, 5.0), 9), 6 * FRENCH_MM),
     DeviceVariant("quadripolar", "2-5-2", (2.0,) * 4, (2.0, 5.0, 2.0), 6 * FRENCH_MM),
     DeviceVariant("quadripolar", "5-5-5", (2.0,) * 4, (5.0, 5.0, 5.0), 5 * FRENCH_MM),
-    DeviceVariant("ablation", "3.5mm-1-6-2", (3.5, 1.0, 1.0, 1.0), (1.0, 6.0, 2.0), 7.5 * FRENCH_MM),
+    DeviceVariant(
+        "ablation", "3.5mm-1-6-2", (3.5, 1.0, 1.0, 1.0), (1.0, 6.0, 2.0), 7.5 * FRENCH_MM
+    ),
     DeviceVariant("ablation", "4mm-1-6-2", (4.0, 1.0, 1.0, 1.0), (1.0, 6.0, 2.0), 8 * FRENCH_MM),
     DeviceVariant(
         "circular_mapping", "10-pole", (1.0,) * 10, (5.0,) * 9, 7 * FRENCH_MM, (15.0, 25.0)

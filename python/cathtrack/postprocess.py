@@ -41,7 +41,9 @@ def _is_torch_tensor(value: Any) -> bool:
 def _as_array(value: Any, name: str) -> np.ndarray:
     if _is_torch_tensor(value):
         if value.device.type != "cpu":
-            raise ValueError(f"{name} is on {value.device}; pass device='cuda' or move it to the CPU")
+            raise ValueError(
+                f"{name} is on {value.device}; pass device='cuda' or move it to the CPU"
+            )
         value = value.detach().numpy()
     try:
         array = np.asarray(value)
@@ -130,7 +132,9 @@ def find_peaks(
     if _check_device(device) == "cuda":
         xy, scores, index = _find_peaks_cuda(heatmap, float(threshold), int(max_peaks))
     else:
-        xy, scores, index = _native.find_peaks(_as_heatmap(heatmap), float(threshold), int(max_peaks))
+        xy, scores, index = _native.find_peaks(
+            _as_heatmap(heatmap), float(threshold), int(max_peaks)
+        )
     return (xy, scores, index) if return_index else (xy, scores)
 
 
@@ -243,8 +247,6 @@ def classify_catheter(
 
 
 def _cuda_tensor(value: Any, name: str, dtypes: tuple) -> torch.Tensor:
-    import torch
-
     if not _is_torch_tensor(value) or value.device.type != "cuda":
         raise TypeError(f"{name} must be a CUDA torch tensor for device='cuda'")
     if value.dim() != 2:
@@ -252,8 +254,9 @@ def _cuda_tensor(value: Any, name: str, dtypes: tuple) -> torch.Tensor:
     if value.numel() == 0:
         raise ValueError(f"{name} is empty (shape {tuple(value.shape)})")
     if value.dtype not in dtypes:
-        raise TypeError(f"{name} must have dtype {' or '.join(map(str, dtypes))}, got {value.dtype}")
-    del torch
+        raise TypeError(
+            f"{name} must have dtype {' or '.join(map(str, dtypes))}, got {value.dtype}"
+        )
     return value.contiguous()
 
 
@@ -264,7 +267,9 @@ def _find_peaks_cuda(heatmap, threshold: float, max_peaks: int):
     height, width = heat.shape
     capacity = max(max_peaks, 0)
     workspace = torch.empty(
-        _native.find_peaks_cuda_workspace_bytes(height, width), dtype=torch.uint8, device=heat.device
+        _native.find_peaks_cuda_workspace_bytes(height, width),
+        dtype=torch.uint8,
+        device=heat.device,
     )
     # One peak is 16 bytes {float x, float y, float score, int32 index}.
     peaks = torch.empty((max(capacity, 1), 4), dtype=torch.float32, device=heat.device)
@@ -276,7 +281,11 @@ def _find_peaks_cuda(heatmap, threshold: float, max_peaks: int):
     )  # fmt: skip
     n = int(count.item())
     peaks = peaks[:n]
-    return peaks[:, :2].contiguous(), peaks[:, 2].contiguous(), peaks.view(torch.int32)[:, 3].contiguous()
+    return (
+        peaks[:, :2].contiguous(),
+        peaks[:, 2].contiguous(),
+        peaks.view(torch.int32)[:, 3].contiguous(),
+    )
 
 
 def _thin_cuda(mask):

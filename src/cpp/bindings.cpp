@@ -172,8 +172,8 @@ py::tuple classify_spacing(const CArray<float>& ordered,
   pp::Classification result;
   {
     py::gil_scoped_release release;
-    result = pp::classify_spacing(as_points(ordered), static_cast<int>(ordered.shape(0)),
-                                  converted, tolerance);
+    result = pp::classify_spacing(as_points(ordered), static_cast<int>(ordered.shape(0)), converted,
+                                  tolerance);
   }
   return py::make_tuple(result.type, result.variant, result.score);
 }
@@ -193,15 +193,15 @@ T* device_pointer(std::uintptr_t address) {
 }
 
 void find_peaks_cuda(std::uintptr_t heatmap, int height, int width, float threshold, int max_peaks,
-                     std::uintptr_t workspace, std::size_t workspace_bytes, std::uintptr_t out_peaks,
-                     std::uintptr_t out_count, std::uintptr_t stream) {
+                     std::uintptr_t workspace, std::size_t workspace_bytes,
+                     std::uintptr_t out_peaks, std::uintptr_t out_count, std::uintptr_t stream) {
   py::gil_scoped_release release;
-  check_cuda(pp::cuda::find_peaks(device_pointer<const float>(heatmap), height, width, threshold,
-                                  max_peaks, device_pointer<void>(workspace), workspace_bytes,
-                                  device_pointer<pp::Peak>(out_peaks),
-                                  device_pointer<int>(out_count),
-                                  reinterpret_cast<cudaStream_t>(stream)),
-             "find_peaks (cuda)");
+  check_cuda(
+      pp::cuda::find_peaks(device_pointer<const float>(heatmap), height, width, threshold,
+                           max_peaks, device_pointer<void>(workspace), workspace_bytes,
+                           device_pointer<pp::Peak>(out_peaks), device_pointer<int>(out_count),
+                           reinterpret_cast<cudaStream_t>(stream)),
+      "find_peaks (cuda)");
 }
 
 int thin_cuda(std::uintptr_t input, std::uintptr_t output, int height, int width,
@@ -230,9 +230,9 @@ PYBIND11_MODULE(_native, m) {
   m.def("classify_spacing", &classify_spacing, py::arg("ordered"), py::arg("templates"),
         py::arg("tolerance"));
   m.def("thinning_tables", [] {
-    const auto& tables = pp::thinning_tables();
-    return py::make_tuple(std::vector<int>(tables[0].begin(), tables[0].end()),
-                          std::vector<int>(tables[1].begin(), tables[1].end()));
+    const auto& tables = pp::kThinningTables.deletes;
+    return py::make_tuple(std::vector<int>(tables[0], tables[0] + 256),
+                          std::vector<int>(tables[1], tables[1] + 256));
   });
 #ifdef CATHTRACK_WITH_CUDA
   m.def("find_peaks_cuda_workspace_bytes", &pp::cuda::find_peaks_workspace_bytes);

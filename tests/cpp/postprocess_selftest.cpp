@@ -80,7 +80,7 @@ int count_components(const Image& image, int h, int w) {
 }
 
 void test_thinning(std::mt19937& rng) {
-  const auto& tables = pp::thinning_tables();
+  const auto& tables = pp::kThinningTables.deletes;
   // Guo-Hall never deletes an isolated pixel, an end point, or an interior pixel.
   check(tables[0][0] == 0 && tables[1][0] == 0, "isolated pixel kept");
   check(tables[0][255] == 0 && tables[1][255] == 0, "interior pixel kept");
@@ -183,16 +183,23 @@ void test_centerlines(std::mt19937& rng) {
     pp::thin(skeleton.data(), hh, ww);
     bool ok = true;
     for (const auto& polyline : pp::trace_centerlines(skeleton.data(), hh, ww, 0.0f)) {
-      for (std::size_t i = 0; i < polyline.size(); ++i) {
-        const int r = static_cast<int>(polyline[i].y), c = static_cast<int>(polyline[i].x);
+      // End points are skeleton pixels; smoothed points stay inside the image and move at most
+      // one 8-connected step at a time.
+      for (const pp::Point& end : {polyline.front(), polyline.back()}) {
+        const int r = static_cast<int>(end.y), c = static_cast<int>(end.x);
+        ok &= end.x == static_cast<float>(c) && end.y == static_cast<float>(r);
         ok &= r >= 0 && r < hh && c >= 0 && c < ww && skeleton[r * ww + c];
+      }
+      for (std::size_t i = 0; i < polyline.size(); ++i) {
+        ok &= polyline[i].x >= 0.0f && polyline[i].x <= ww - 1.0f;
+        ok &= polyline[i].y >= 0.0f && polyline[i].y <= hh - 1.0f;
         if (i > 0) {
-          ok &= std::max(std::fabs(polyline[i].x - polyline[i - 1].x),
-                         std::fabs(polyline[i].y - polyline[i - 1].y)) == 1.0f;
+          ok &= std::hypot(polyline[i].x - polyline[i - 1].x, polyline[i].y - polyline[i - 1].y) <=
+                1.41422f;
         }
       }
     }
-    check(ok, "traced polylines follow 8-connected skeleton pixels", trial);
+    check(ok, "traced polylines stay on the skeleton's path", trial);
   }
 }
 
@@ -213,7 +220,8 @@ void test_patterns(std::mt19937& rng) {
   auto result = pp::classify_spacing(quad, 4, templates);
   check(result.type == 0 && result.score > 0.99f, "exact pattern matches");
   const pp::Point pair[] = {{0, 0}, {0, 5}};
-  check(pp::classify_spacing(pair, 2, templates).type == 2, "two electrodes: the two-electrode device");
+  check(pp::classify_spacing(pair, 2, templates).type == 2,
+        "two electrodes: the two-electrode device");
   check(pp::classify_spacing(pair, 1, templates).type == -1, "one electrode is unknown");
   const pp::Point same[] = {{1, 1}, {1, 1}, {1, 1}};
   check(pp::classify_spacing(same, 3, templates).type == -1, "coincident points are unknown");

@@ -147,8 +147,8 @@ std::vector<Polyline> trace_centerlines(const std::uint8_t* skeleton, int height
     // path runs second_end -> first_end; put the distal end (farther from the border) first.
     const int border_first = distance_to_border(first_end, height, width);
     const int border_second = distance_to_border(second_end, height, width);
-    const bool first_is_distal = border_first > border_second ||
-                                 (border_first == border_second && first_end < second_end);
+    const bool first_is_distal =
+        border_first > border_second || (border_first == border_second && first_end < second_end);
     if (first_is_distal) std::reverse(path.begin(), path.end());
     Polyline line;
     line.reserve(path.size());

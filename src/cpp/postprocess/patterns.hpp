@@ -32,9 +32,9 @@ struct SpacingTemplate {
 };
 
 struct Classification {
-  std::int32_t type;      // the best template's type, -1 when nothing matches
-  std::int32_t variant;   // index of the best template, -1 when nothing matches
-  float score;            // in [0, 1]: shape agreement x fraction of the template observed
+  std::int32_t type;     // the best template's type, -1 when nothing matches
+  std::int32_t variant;  // index of the best template, -1 when nothing matches
+  float score;           // in [0, 1]: shape agreement x fraction of the template observed
 };
 
 // Matches the ordered electrodes' consecutive distances against every template.

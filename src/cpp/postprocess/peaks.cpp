@@ -33,13 +33,13 @@ std::vector<Peak> find_peaks(const float* heatmap, int height, int width, float 
       const float value = line[col];
       if (!(value >= threshold)) continue;  // also rejects NaN
       if (!is_peak(heatmap, height, width, row, col, value)) continue;
-      const float dx = (col > 0 && col + 1 < width)
-                           ? peak_offset(comparable(line[col - 1]), value, comparable(line[col + 1]))
-                           : 0.0f;
-      const float dy = (row > 0 && row + 1 < height)
-                           ? peak_offset(comparable(line[col - width]), value,
-                                         comparable(line[col + width]))
-                           : 0.0f;
+      const float dx = (col > 0 && col + 1 < width) ? peak_offset(comparable(line[col - 1]), value,
+                                                                  comparable(line[col + 1]))
+                                                    : 0.0f;
+      const float dy =
+          (row > 0 && row + 1 < height)
+              ? peak_offset(comparable(line[col - width]), value, comparable(line[col + width]))
+              : 0.0f;
       peaks.push_back({static_cast<float>(col) + dx, static_cast<float>(row) + dy, value,
                        static_cast<std::int32_t>(row * width + col)});
     }

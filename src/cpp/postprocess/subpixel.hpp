@@ -32,8 +32,8 @@ CT_HOST_DEVICE inline float portable_log(float x) {
 
 // Offset in [-0.5, 0.5] of the maximum of the curve through (-1, left), (0, centre), (1, right).
 // A parabola through the logarithms (a Gaussian fit) when all three values are positive: exact for
-// sampled Gaussians, which is what a CenterNet heatmap approximates. A parabola through the raw values
-// otherwise. 0 when the curve is not strictly concave (plateau) or a value is not finite.
+// sampled Gaussians, which is what a CenterNet heatmap approximates. A parabola through the raw
+// values otherwise. 0 when the curve is not strictly concave (plateau) or a value is not finite.
 CT_HOST_DEVICE inline bool is_finite(float v) { return v - v == 0.0f; }
 
 CT_HOST_DEVICE inline float peak_offset(float left, float centre, float right) {
