@@ -1,0 +1,165 @@
+"""Image formation: from line integrals to a displayed fluoroscopy frame.
+
+I = I0 exp(-sum mu l) shaped by the image-intensifier vignetting, collimator shutters and the
+round intensifier field; Poisson quantum noise (Gaussian approximation: counts are >> 10 in
+the field), detector blur (it spreads the quanta, so the noise is correlated like a real
+scintillator's), electronic noise, digitisation, then the display chain: log, window/level
+from the in-field histogram, unsharp masking and a gamma LUT.
+"""
+
+from __future__ import annotations
+
+import functools
+import statistics
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from .config import SynthConfig
+
+SHUTTER_TRANSMISSION = 0.04  # lead blades leave a faint, noisy signal
+_ADC_HEADROOM = 4.0  # the digitiser saturates at 4x the median anatomy signal
+_LUT_LEVELS = 4096
+
+
+@dataclass(frozen=True)
+class Imaging:
+    """Detector and display settings of one scene, with its static field maps.
+
+    Attributes:
+        photons: mean detected quanta per pixel at the median anatomy.
+        electronic_noise: read-out noise std, quanta.
+        psf_sigma_px: detector blur, pixels.
+        edge_gain: unsharp-mask gain.
+        gamma: display LUT exponent.
+        window_percentiles: (low, high) percentiles of the in-field log signal.
+        window_headroom: extension of the window below its low percentile (fraction of it).
+        bits: digitiser bit depth.
+        transmission: (H, W) float32 relative beam intensity: vignetting x shutters x field.
+        in_field: (H, W) bool pixels that show the patient (not shuttered, inside the circle).
+        exposed: (H, W) bool pixels inside the intensifier circle (shutters included).
+    """
+
+    photons: float
+    electronic_noise: float
+    psf_sigma_px: float
+    edge_gain: float
+    gamma: float
+    window_percentiles: tuple[float, float]
+    window_headroom: float
+    bits: int
+    transmission: np.ndarray
+    in_field: np.ndarray
+    exposed: np.ndarray
+
+
+def _edge_coverage(signed_distance: np.ndarray) -> np.ndarray:
+    """Fraction of a pixel on the positive side of an edge at ``signed_distance`` px."""
+    return np.clip(signed_distance + 0.5, 0.0, 1.0)
+
+
+def sample_imaging(rng: np.random.Generator, config: SynthConfig, pixel_mm: float) -> Imaging:
+    """Draw the detector, collimation and display settings of a scene."""
+    size = config.size
+    coords = np.arange(size, dtype=np.float32) - (size - 1) / 2.0
+    x, y = coords[None, :], coords[:, None]  # broadcast to (size, size) on use
+    vignetting = rng.uniform(*config.vignetting)
+    transmission = 1.0 - np.float32(vignetting / (0.5 * size * size)) * (x * x + y * y)
+
+    exposed = np.ones((size, size), np.float32)
+    if rng.random() < config.intensifier_probability:
+        cx, cy = rng.normal(0.0, 0.03 * size, 2).astype(np.float32)
+        circle_radius = np.float32(rng.uniform(0.5, 0.64) * size)
+        exposed = _edge_coverage(circle_radius - np.sqrt((x - cx) ** 2 + (y - cy) ** 2))
+
+    open_fraction = np.ones((size, size), np.float32)
+    if rng.random() < config.collimation_probability:
+        blades = rng.random(4) < 0.6
+        blades[rng.integers(4)] = True  # at least one blade enters
+        for side in np.flatnonzero(blades):
+            angle = np.radians(90.0 * side + rng.normal(0.0, 6.0))
+            nx, ny = np.float32(np.cos(angle)), np.float32(np.sin(angle))
+            edge = np.float32((0.5 - rng.uniform(*config.collimation_depth)) * size)
+            open_fraction *= _edge_coverage(edge - (x * nx + y * ny))
+    shutters = SHUTTER_TRANSMISSION + (1.0 - SHUTTER_TRANSMISSION) * open_fraction
+
+    photons = rng.uniform(*config.photons_per_pixel) / config.pixel_scale**2
+    return Imaging(
+        photons=photons,
+        electronic_noise=rng.uniform(*config.electronic_noise) / config.pixel_scale,
+        psf_sigma_px=rng.uniform(*config.psf_sigma_mm) / pixel_mm,
+        edge_gain=rng.uniform(*config.edge_enhancement),
+        gamma=rng.uniform(*config.display_gamma),
+        window_percentiles=config.window_percentiles,
+        window_headroom=rng.uniform(*config.window_headroom),
+        bits=config.detector_bits,
+        transmission=(transmission * exposed * shutters).astype(np.float32),
+        in_field=(exposed > 0.5) & (open_fraction > 0.5),
+        exposed=exposed > 0.5,
+    )
+
+
+def form_image(
+    line_integrals: np.ndarray, imaging: Imaging, rng: np.random.Generator, in_field: np.ndarray
+) -> np.ndarray:
+    """Expose, detect and display one frame.
+
+    Args:
+        line_integrals: (H, W) float32 total attenuation relative to the median anatomy.
+        imaging: the scene's settings.
+        rng: this frame's noise generator.
+        in_field: (H, W) bool pixels whose histogram sets window/level.
+    Returns:
+        (H, W) float32 in [0, 1], display convention (dense = dark).
+    """
+    expected = cv2.exp(-line_integrals) * np.float32(imaging.photons) * imaging.transmission
+    noise = _standard_normal(rng, (2, *expected.shape))
+    quanta = expected + cv2.sqrt(expected) * noise[0]
+    signal = cv2.GaussianBlur(quanta, (0, 0), imaging.psf_sigma_px)
+    signal += np.float32(imaging.electronic_noise) * noise[1]
+    full_scale = 2**imaging.bits - 1
+    digital = np.clip(
+        signal * np.float32(full_scale / (_ADC_HEADROOM * imaging.photons)) + 0.5, 0, full_scale
+    )
+    log_signal = np.take(_log_lut(imaging.bits), digital.astype(np.intp))
+    field_values = log_signal[::3, ::3][in_field[::3, ::3]]
+    if field_values.size == 0:
+        field_values = log_signal.ravel()
+    low, high = np.percentile(field_values, imaging.window_percentiles)
+    low -= imaging.window_headroom * (high - low)
+    display = (log_signal - np.float32(low)) * np.float32(1.0 / max(high - low, 1e-6))
+    if imaging.edge_gain > 0.0:
+        smooth = cv2.GaussianBlur(display, (0, 0), 2.0 * imaging.psf_sigma_px + 1.0)
+        display += np.float32(imaging.edge_gain) * (display - smooth)
+    # Display LUT (gamma) on 1/4096 steps of the window.
+    levels = np.clip(display * _LUT_LEVELS + 0.5, 0, _LUT_LEVELS).astype(np.intp)
+    image = np.take(_gamma_lut(imaging.gamma), levels)
+    image[~imaging.exposed] = 0.0
+    return image
+
+
+def _standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """Standard normal float32 noise of ``shape`` from ``rng``, ~8x faster than numpy's.
+
+    Draws 16-bit uniform integers and maps them through the normal quantile function.
+    """
+    count = int(np.prod(shape))
+    uniform = np.frombuffer(rng.bytes(2 * count), np.uint16)
+    return np.take(_normal_quantiles(), uniform).reshape(shape)
+
+
+@functools.lru_cache(maxsize=1)
+def _normal_quantiles() -> np.ndarray:
+    levels = 1 << 16
+    inverse_cdf = statistics.NormalDist().inv_cdf
+    return np.array([inverse_cdf((k + 0.5) / levels) for k in range(levels)], np.float32)
+
+
+@functools.lru_cache(maxsize=4)
+def _log_lut(bits: int) -> np.ndarray:
+    return np.log1p(np.arange(2**bits, dtype=np.float32))
+
+
+def _gamma_lut(gamma: float) -> np.ndarray:
+    return (np.linspace(0.0, 1.0, _LUT_LEVELS + 1, dtype=np.float64) ** gamma).astype(np.float32)

@@ -1,0 +1,200 @@
+"""Rendering frames of a scene and their ground truth; the engine's public entry points."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from cathtrack.data.sample import CatheterLabel, Sample
+
+from .anatomy import render_anatomy
+from .config import SynthConfig
+from .imaging import form_image
+from .objects import Tube
+from .raster import footprint, splat_disc_filtered
+from .scene import Scene, sample_scene
+
+_BACKGROUND_BREATHING = 0.5  # fraction of the heart's breathing motion applied to a real image
+
+
+def _scene_rng(seed: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0])))
+
+
+def _frame_rng(seed: int, frame: int) -> np.random.Generator:
+    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 1, frame])))
+
+
+def _longest_run(flags: np.ndarray) -> slice:
+    """Slice of the longest run of True in a 1-D bool array (empty slice if none)."""
+    if not flags.any():
+        return slice(0, 0)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
+    starts, ends = edges[::2], edges[1::2]
+    best = int(np.argmax(ends - starts))
+    return slice(int(starts[best]), int(ends[best]))
+
+
+def _tube_weights(tube: Tube, n_points: int) -> np.ndarray:
+    """(n_points,) line-integral weight of each axis sample: mu times the length it stands for.
+
+    Each sample stands for the arc [s - step/2, s + step/2]; a band adds its extra attenuation
+    in proportion to its overlap with that arc, so even bands shorter than a step keep their
+    full amount of metal.
+    """
+    step = tube.step_mm
+    weights = np.full(n_points, tube.shaft_mu * step)
+    for start, end in tube.bands_mm:
+        first = max(int(np.floor(start / step - 0.5)), 0)
+        last = min(int(np.ceil(end / step + 0.5)), n_points - 1)
+        s = np.arange(first, last + 1) * step
+        overlap = np.clip(
+            np.minimum(s + 0.5 * step, end) - np.maximum(s - 0.5 * step, start), 0.0, step
+        )
+        weights[first : last + 1] += (tube.band_mu - tube.shaft_mu) * overlap
+    return weights
+
+
+class _Frame:
+    """Accumulates one frame's line integrals and labels."""
+
+    def __init__(self, scene: Scene, t: float):
+        self.scene, self.t = scene, t
+        size = scene.view.size
+        self.devices = np.zeros((size, size), np.float32)
+        self.mask = np.zeros((size, size), np.uint8)
+        self.in_view = scene.imaging.in_field & ~scene.opaque
+        self.electrodes: list[np.ndarray] = []
+        self.boxes: list[np.ndarray] = []
+        self.electrode_catheter: list[int] = []
+        self.electrode_index: list[int] = []
+        self.catheters: list[CatheterLabel] = []
+
+    def _visible(self, uv: np.ndarray) -> np.ndarray:
+        size = self.scene.view.size
+        ix, iy = np.round(uv[:, 0]).astype(np.int64), np.round(uv[:, 1]).astype(np.int64)
+        inside = (ix >= 0) & (ix < size) & (iy >= 0) & (iy < size)
+        visible = np.zeros(len(uv), bool)
+        visible[inside] = self.in_view[iy[inside], ix[inside]]
+        return visible
+
+    def add_tube(self, tube: Tube) -> None:
+        points = self.scene.motion.displace(
+            tube.points_mm, self.t, tube.cardiac_weight, tube.respiratory_weight
+        )
+        uv, px_per_mm = self.scene.view.project(points)
+        scale = float(px_per_mm.mean())
+        radius_px = tube.radius_mm * scale
+        splat_disc_filtered(self.devices, uv, _tube_weights(tube, len(uv)), radius_px)
+
+        # One centerline point per ~pixel, clipped to the longest stretch in view.
+        stride = max(1, int(round(1.0 / (tube.step_mm * scale))))
+        centerline = uv[::stride]
+        centerline = centerline[_longest_run(self._visible(centerline))]
+        if len(centerline) == 0:
+            return
+        catheter_id = len(self.catheters) + 1
+        self.catheters.append(
+            CatheterLabel(catheter_id, tube.kind, centerline.astype(np.float32), tube.target)
+        )
+        if not tube.target:
+            return
+        footprint(self.mask, uv, radius_px)
+        self._add_electrodes(tube, uv, radius_px, catheter_id)
+
+    def _add_electrodes(
+        self, tube: Tube, uv: np.ndarray, radius_px: float, catheter_id: int
+    ) -> None:
+        """Label the tube's bands whose centre is in view: centre, footprint box, owner, index."""
+        arc = np.arange(len(uv)) * tube.step_mm
+        # Per band: its centre and 5 points along it (for the box), all interpolated at once.
+        along = tube.bands_mm[:, :1] + np.linspace(0.0, 1.0, 5) * np.diff(tube.bands_mm, axis=1)
+        queries = np.concatenate([tube.bands_mm.mean(axis=1), along.ravel()])
+        positions = np.column_stack([np.interp(queries, arc, uv[:, d]) for d in range(2)])
+        n_bands = len(tube.bands_mm)
+        centres, band_points = positions[:n_bands], positions[n_bands:].reshape(n_bands, 5, 2)
+        visible = self._visible(centres)
+        low = band_points.min(axis=1) - radius_px
+        high = band_points.max(axis=1) + radius_px
+        for index in np.flatnonzero(visible):
+            self.electrodes.append(centres[index])
+            self.boxes.append(np.concatenate([low[index], high[index] - low[index]]))
+            self.electrode_catheter.append(catheter_id)
+            self.electrode_index.append(int(index))
+
+    def add_discs(self) -> None:
+        for disc in self.scene.discs:
+            centre = self.scene.motion.displace(
+                disc.centre_mm[None], self.t, 0.0, disc.respiratory_weight
+            )
+            uv, px_per_mm = self.scene.view.project(centre)
+            splat_disc_filtered(
+                self.devices, uv, np.array([disc.line_integral]), disc.radius_mm * px_per_mm[0]
+            )
+
+    def anatomy(self) -> np.ndarray:
+        scene = self.scene
+        if scene.anatomy is not None:
+            return render_anatomy(scene.anatomy, scene.view, scene.motion, self.t)
+        shift = scene.motion.respiratory_shift(self.t, _BACKGROUND_BREATHING)
+        dx, dy = shift[:2] / scene.view.pixel_mm
+        return cv2.warpAffine(
+            scene.background,
+            np.float32([[1, 0, dx], [0, 1, dy]]),
+            scene.background.shape[::-1],
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_REFLECT,
+        )
+
+
+def render_frame(scene: Scene, t: float, noise_rng: np.random.Generator, name: str) -> Sample:
+    """Render the scene at time ``t`` s with this frame's noise generator."""
+    frame = _Frame(scene, t)
+    for tube in scene.tubes:
+        frame.add_tube(tube)
+    frame.add_discs()
+    anatomy = frame.anatomy()
+    # The automatic brightness control sets the dose on the patient, not on the devices.
+    reference = (
+        float(np.median(anatomy[::4, ::4][scene.imaging.in_field[::4, ::4]]))
+        if scene.imaging.in_field.any()
+        else 0.0
+    )
+    line_integrals = anatomy - reference + frame.devices
+    opaque_extra = np.where(scene.opaque, 6.0, 0.0).astype(np.float32)
+    image = form_image(line_integrals + opaque_extra, scene.imaging, noise_rng, frame.in_view)
+    mask = frame.mask * frame.in_view
+    n = len(frame.electrodes)
+    return Sample(
+        image=image,
+        mask=mask.astype(np.uint8),
+        electrodes=np.asarray(frame.electrodes, np.float32).reshape(n, 2),
+        boxes=np.asarray(frame.boxes, np.float32).reshape(n, 4),
+        electrode_catheter=np.asarray(frame.electrode_catheter, np.int64),
+        electrode_index=np.asarray(frame.electrode_index, np.int64),
+        catheters=frame.catheters,
+        available={"segmentation": True, "detection": True},
+        name=name,
+        pixel_spacing_mm=float(scene.view.pixel_mm),
+    )
+
+
+def render_sequence(config: SynthConfig, seed: int, n_frames: int) -> list[Sample]:
+    """``n_frames`` frames of one scene moving with the heart and breathing at ``config.fps``.
+
+    Fully determined by ``(config, seed)``; frame 0 equals ``render(config, seed)``.
+    """
+    if n_frames < 1:
+        raise ValueError(f"n_frames must be >= 1, got {n_frames}")
+    scene = sample_scene(config, _scene_rng(seed))
+    return [
+        render_frame(scene, k / config.fps, _frame_rng(seed, k), f"synth-{seed}-{k:04d}")
+        for k in range(n_frames)
+    ]
+
+
+def render(config: SynthConfig, seed: int) -> Sample:
+    """One frame, fully determined by ``(config, seed)``."""
+    sample = render_sequence(config, seed, 1)[0]
+    sample.name = f"synth-{seed}"
+    return sample
