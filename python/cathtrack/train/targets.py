@@ -1,0 +1,218 @@
+"""Training targets: a list of :class:`~cathtrack.data.sample.Sample` -> one batch of tensors.
+
+Heatmap coordinates. The centre heatmap has stride 4 and follows the same pixel-centre convention
+as the rest of the project (pixel centres at integer coordinates, as in ``prepare_sample`` and
+bilinear resizing with ``align_corners=False``): heatmap cell u covers input pixels
+[4u - 0.5, 4u + 3.5), so input x maps to u = (x + 0.5) / 4 - 0.5 and back with
+x = 4 (u + 0.5) - 0.5 (:func:`to_heatmap_coordinates`, :func:`to_input_coordinates`). The runtime
+must map peaks back with the same rule.
+
+Heatmap targets (CenterNet, Zhou et al. 2019). Each electrode splats a Gaussian exp(-d^2 / 2
+sigma^2) centred on its *sub-pixel* centre (not on the cell): the post-processing refines peaks
+with a log-parabola fit, which recovers the sub-cell offset exactly from a sampled Gaussian,
+so no offset head is needed. The Gaussian is scaled to be exactly 1 at the cell nearest the
+centre (the focal loss's positive); scaling keeps the log-parabola fit exact. sigma follows CenterNet's radius rule: r = gaussian_radius(box h, w in
+heatmap cells, min_overlap 0.7), truncated to an integer and raised to at least 1 cell (our
+electrodes are 2-4 px, under one cell, where CenterNet's rule would give r = 0: a single positive
+cell with no soft negatives around it), sigma = (2r + 1) / 6, and the Gaussian is cut to the
+(2r + 1)^2 window around the centre cell. Overlapping Gaussians combine by maximum.
+
+Size targets: the electrode box (w, h) in input pixels, supervised at the centre cell through
+a flat index into the (H/4) * (W/4) map, CenterNet's ``ind`` / ``reg_mask`` layout, padded to the
+largest electrode count in the batch.
+
+Availability: a task whose labels are missing (``Sample.available``, the paper's delta) gets an
+all-zero target and availability 0; losses are computed for it but weighted by 0.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cathtrack.data.sample import TASKS, Sample
+from cathtrack.model.net import INPUT_MULTIPLE, OUTPUT_STRIDE
+
+MIN_RADIUS = 1  # heatmap cells
+
+
+def to_heatmap_coordinates(xy: Tensor, stride: int = OUTPUT_STRIDE) -> Tensor:
+    """Input pixel coordinates -> heatmap cell coordinates, u = (x + 0.5) / stride - 0.5."""
+    return (xy + 0.5) / stride - 0.5
+
+
+def to_input_coordinates(uv: Tensor, stride: int = OUTPUT_STRIDE) -> Tensor:
+    """Heatmap cell coordinates -> input pixel coordinates, x = stride (u + 0.5) - 0.5."""
+    return (uv + 0.5) * stride - 0.5
+
+
+def gaussian_radius(height: Tensor, width: Tensor, min_overlap: float = 0.7) -> Tensor:
+    """CenterNet's radius rule: the largest corner shift keeping IoU >= ``min_overlap``.
+
+    The minimum of the three cases of CornerNet's ``gaussian_radius`` (both corners inside, both
+    outside, one of each), evaluated on tensors.
+
+    Args:
+        height: (N,) box heights, any unit (the radius comes out in the same unit).
+        width: (N,) box widths.
+        min_overlap: IoU the shifted box must keep with the true box.
+
+    Returns:
+        (N,) float radii (not yet truncated).
+    """
+    b1 = height + width
+    c1 = width * height * (1 - min_overlap) / (1 + min_overlap)
+    r1 = (b1 + torch.sqrt(b1**2 - 4 * c1)) / 2
+    b2 = 2 * (height + width)
+    c2 = (1 - min_overlap) * width * height
+    r2 = (b2 + torch.sqrt(b2**2 - 16 * c2)) / 2
+    a3 = 4 * min_overlap
+    b3 = -2 * min_overlap * (height + width)
+    c3 = (min_overlap - 1) * width * height
+    r3 = (b3 + torch.sqrt(b3**2 - 4 * a3 * c3)) / 2
+    return torch.minimum(torch.minimum(r1, r2), r3)
+
+
+def draw_heatmap(
+    centers: Tensor, box_sizes: Tensor, height: int, width: int, stride: int = OUTPUT_STRIDE
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Gaussian-splatted centre heatmap of one image (see the module docstring).
+
+    Args:
+        centers: (N, 2) float32 electrode centres x, y in input pixels.
+        box_sizes: (N, 2) float32 electrode box w, h in input pixels.
+        height: heatmap height (input height / stride).
+        width: heatmap width.
+        stride: output stride.
+
+    Returns:
+        heatmap (height, width) float32 in [0, 1] with 1 at every centre cell inside the map,
+        the (N, 2) int64 centre cells (column, row) and an (N,) bool mask of the cells inside
+        the map (electrodes pushed off the frame by augmentation cannot be supervised).
+    """
+    uv = to_heatmap_coordinates(centers, stride)
+    cells = torch.round(uv).long()
+    inside = (
+        (cells[:, 0] >= 0) & (cells[:, 0] < width) & (cells[:, 1] >= 0) & (cells[:, 1] < height)
+    )
+    if centers.shape[0] == 0:
+        return torch.zeros(height, width), cells, inside
+    radius = gaussian_radius(box_sizes[:, 1] / stride, box_sizes[:, 0] / stride)
+    radius = torch.clamp(torch.floor(radius), min=MIN_RADIUS)
+    sigma = (2 * radius + 1) / 6
+    columns = torch.arange(width, dtype=torch.float32)
+    rows = torch.arange(height, dtype=torch.float32)
+    # (N, height, width) Gaussians: a few dozen electrodes on a 64x64 map, cheap enough whole.
+    dx = columns[None, None, :] - uv[:, 0, None, None]
+    dy = rows[None, :, None] - uv[:, 1, None, None]
+    # Divided by its value at the centre cell: that cell becomes exactly 1 (no other cell is
+    # nearer the true centre, so none exceeds 1) and the log-parabola refinement stays exact.
+    center_offset = ((cells.to(uv.dtype) - uv) ** 2).sum(dim=1)
+    gaussians = torch.exp(
+        -(dx**2 + dy**2 - center_offset[:, None, None]) / (2 * sigma[:, None, None] ** 2)
+    )
+    in_window = (
+        (columns[None, None, :] - cells[:, 0, None, None]).abs() <= radius[:, None, None]
+    ) & ((rows[None, :, None] - cells[:, 1, None, None]).abs() <= radius[:, None, None])
+    heatmap = torch.where(in_window, gaussians, 0.0).amax(dim=0)
+    heatmap[cells[inside, 1], cells[inside, 0]] = 1.0  # exact 1 despite exp() rounding
+    return heatmap, cells, inside
+
+
+def collate_batch(samples: Sequence[Sample], sample_ids: Sequence[int] | None = None) -> dict:
+    """Stack Samples of one common size into the tensors the losses and KPIs read.
+
+    Args:
+        samples: B Samples, images (H, W) float32 in [0, 1], H and W multiples of 32.
+        sample_ids: B dataset indices (the key of the prioritization's per-sample memory);
+            None gives -1 for every sample (only for strategies without a memory).
+
+    Returns:
+        dict of tensors, N = the largest electrode count in the batch (at least 1):
+
+        - ``image`` (B, 1, H, W) float32 in [0, 1]
+        - ``mask`` (B, 1, H, W) float32 in {0, 1} (zeros where segmentation is unavailable)
+        - ``heatmap`` (B, 1, H/4, W/4) float32 in [0, 1]
+        - ``center`` (B, N, 2) float32 electrode centres x, y in input pixels
+        - ``size`` (B, N, 2) float32 electrode box w, h in input pixels
+        - ``index`` (B, N) int64 flat index row * (W/4) + column of each centre cell
+        - ``center_mask`` (B, N) bool, True for real (not padding) electrodes
+        - ``available`` dict task -> (B,) float32 in {0, 1} (the paper's delta)
+        - ``sample_id`` (B,) int64
+    """
+    if len(samples) == 0:
+        raise ValueError("cannot collate an empty batch")
+    height, width = samples[0].image.shape
+    if height % INPUT_MULTIPLE or width % INPUT_MULTIPLE:
+        raise ValueError(f"image size {height}x{width} is not a multiple of {INPUT_MULTIPLE}")
+    map_height, map_width = height // OUTPUT_STRIDE, width // OUTPUT_STRIDE
+    images, masks, heatmaps, per_sample = [], [], [], []
+    for sample in samples:
+        if sample.image.shape != (height, width):
+            raise ValueError(
+                f"{sample.name}: image {sample.image.shape} differs from the batch's "
+                f"{(height, width)}; resize samples to one size first"
+            )
+        images.append(torch.from_numpy(np.ascontiguousarray(sample.image, dtype=np.float32)))
+        has_mask = sample.available.get("segmentation", False) and sample.mask is not None
+        masks.append(
+            torch.from_numpy(sample.mask.astype(np.float32))
+            if has_mask
+            else torch.zeros(height, width)
+        )
+        heatmap, electrodes = _encode_detection(sample, map_height, map_width)
+        heatmaps.append(heatmap)
+        per_sample.append(electrodes)
+
+    count = max(1, max(centers.shape[0] for centers, _, _ in per_sample))
+    batch_size = len(samples)
+    center = torch.zeros(batch_size, count, 2)
+    size = torch.zeros(batch_size, count, 2)
+    index = torch.zeros(batch_size, count, dtype=torch.int64)
+    center_mask = torch.zeros(batch_size, count, dtype=torch.bool)
+    for i, (centers, sizes, flat) in enumerate(per_sample):
+        n = centers.shape[0]
+        center[i, :n], size[i, :n], index[i, :n], center_mask[i, :n] = centers, sizes, flat, True
+
+    if sample_ids is None:
+        ids = torch.full((batch_size,), -1, dtype=torch.int64)
+    else:
+        ids = torch.as_tensor(list(sample_ids), dtype=torch.int64)
+        if ids.shape != (batch_size,):
+            raise ValueError(f"got {ids.numel()} sample ids for {batch_size} samples")
+    return {
+        "image": torch.stack(images)[:, None],
+        "mask": torch.stack(masks)[:, None],
+        "heatmap": torch.stack(heatmaps)[:, None],
+        "center": center,
+        "size": size,
+        "index": index,
+        "center_mask": center_mask,
+        "available": {
+            task: torch.tensor([float(s.available.get(task, False)) for s in samples])
+            for task in TASKS
+        },
+        "sample_id": ids,
+    }
+
+
+def _encode_detection(
+    sample: Sample, map_height: int, map_width: int
+) -> tuple[Tensor, tuple[Tensor, Tensor, Tensor]]:
+    """Heatmap (h, w) and the (centres, sizes, flat indices) of the electrodes inside the map."""
+    if not sample.available.get("detection", False):
+        empty = torch.zeros(0, 2)
+        return torch.zeros(map_height, map_width), (empty, empty, torch.zeros(0, dtype=torch.int64))
+    if sample.boxes.shape[0] != sample.electrodes.shape[0]:
+        raise ValueError(
+            f"{sample.name}: {sample.electrodes.shape[0]} electrodes but "
+            f"{sample.boxes.shape[0]} boxes"
+        )
+    centers = torch.from_numpy(np.asarray(sample.electrodes, dtype=np.float32).reshape(-1, 2))
+    sizes = torch.from_numpy(np.asarray(sample.boxes, dtype=np.float32).reshape(-1, 4)[:, 2:])
+    heatmap, cells, inside = draw_heatmap(centers, sizes, map_height, map_width)
+    flat = cells[inside, 1] * map_width + cells[inside, 0]
+    return heatmap, (centers[inside], sizes[inside], flat)
