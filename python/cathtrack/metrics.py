@@ -46,6 +46,7 @@ class Prediction:
         sizes: (N, 2) float32 box width, height in pixels.
         mask: (H, W) catheter probability in [0, 1] (or binary); None if not predicted.
         catheters: (type, electrode indices) per predicted catheter.
+        centerlines: (M, 2) float32 polyline per predicted catheter, tip first.
     """
 
     electrodes: np.ndarray
@@ -53,6 +54,7 @@ class Prediction:
     sizes: np.ndarray
     mask: np.ndarray | None = None
     catheters: list[tuple[str, np.ndarray]] = field(default_factory=list)
+    centerlines: list[np.ndarray] = field(default_factory=list)
 
 
 def coco_detections(predictions: Sequence[Prediction], image_ids: Sequence[int]) -> list[dict]:

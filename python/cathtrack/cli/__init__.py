@@ -14,6 +14,7 @@ import sys
 # verb -> module name inside cathtrack.cli; the one-line help lives in the module.
 VERBS: dict[str, str] = {
     "demo": "demo",
+    "eval": "eval",
     "synth": "synth",
 }
 

@@ -322,6 +322,11 @@ class CocoReader:
     def __len__(self) -> int:
         return len(self._image_ids)
 
+    @property
+    def image_ids(self) -> list[int]:
+        """COCO image id of each reader index (what detections must refer to)."""
+        return list(self._image_ids)
+
     def _image_path(self, file_name: str) -> Path:
         for candidate in (
             self.root / "images" / file_name,

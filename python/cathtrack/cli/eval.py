@@ -1,0 +1,202 @@
+"""`cathtrack eval`: score a model on a labelled dataset with the paper's metrics.
+
+Frames are read at their own resolution, run through the reference pipeline
+(cathtrack.pipeline: normalise, resize to the model's input, forward, decode, map back), and
+compared with the labels in the frame's pixels. AP comes from pycocotools; ``--detections``
+writes the electrode detections in the COCO results format so the AP can be recomputed by anyone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from pathlib import Path
+
+HELP = "score a model on a labelled dataset (AP, F1 at 2 px, MAE, mean J, Dice, type accuracy, FPS)"
+EXAMPLES = """  cathtrack eval runs/paper data/clinical_test
+  cathtrack eval runs/paper/checkpoints/best data/clinical_test --json eval.json
+  cathtrack eval models/cathtrack_resnet34.safetensors data/test --detections detections.json
+  (recompute the AP: COCOeval(COCO("data/test/annotations.json"),
+   COCO(...).loadRes("detections.json"), "bbox") with params.catIds = [2])"""
+
+CONTRACT_KEYS = (
+    "ap",
+    "ap50",
+    "precision_2px",
+    "recall_2px",
+    "f1_2px",
+    "mae_px",
+    "mean_j",
+    "dice",
+    "type_accuracy",
+    "fps",
+)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="model .safetensors/.json, checkpoint or run dir")
+    parser.add_argument("data", type=Path, help="dataset folder (COCO, UCL HDF5, images+masks)")
+    parser.add_argument("--json", type=Path, help="write the metrics to this JSON file")
+    parser.add_argument("--detections", type=Path, help="write COCO-format electrode detections")
+    parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
+    parser.add_argument("--batch", type=int, default=8, help="frames per forward pass (default 8)")
+    parser.add_argument(
+        "--score-threshold",
+        type=float,
+        default=0.3,
+        help="electrode score for precision/recall/F1/MAE (AP ranks all peaks; default 0.3)",
+    )
+    parser.add_argument("--radius", type=float, default=2.0, help="match distance, px (default 2)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N frames")
+
+
+def resolve_model(path: Path) -> Path:
+    """A model file, a checkpoint directory, or a training run directory (its best checkpoint)."""
+    from cathtrack.cli import CliError
+
+    candidates = [path]
+    if path.is_dir():
+        candidates = [path, path / "checkpoints" / "best", path / "checkpoints" / "last"]
+    for candidate in candidates:
+        if candidate.is_file() and candidate.suffix in (".safetensors", ".json"):
+            return candidate
+        if candidate.is_dir() and (candidate / "model.json").is_file():
+            return candidate
+    raise CliError(f"{path}: no model found (a .safetensors file, a checkpoint or a run folder)")
+
+
+def pick_device(name: str) -> str:
+    import torch
+
+    from cathtrack.cli import CliError
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CliError("--device cuda: no CUDA GPU is available")
+    if name not in ("cpu", "cuda"):
+        raise CliError(f"--device must be auto, cpu or cuda, got {name!r}")
+    return name
+
+
+def forward_fps(model, size: int, device: str, repeats: int = 30) -> float:
+    """Frames/s of the forward pass alone at batch 1 (median of ``repeats`` timed runs)."""
+    import torch
+
+    frame = torch.rand(1, 1, size, size, device=device)
+    times = []
+    with torch.inference_mode():
+        for i in range(repeats + 3):
+            if device == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            model(frame)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            if i >= 3:  # warm-up runs are not timed
+                times.append(time.perf_counter() - start)
+    times.sort()
+    return 1.0 / times[len(times) // 2]
+
+
+def format_table(metrics: dict) -> str:
+    rows = [
+        ("electrode AP@[.5:.95]", metrics["ap"], "{:.4f}"),
+        ("electrode AP50", metrics["ap50"], "{:.4f}"),
+        ("precision @2px", metrics["precision_2px"], "{:.4f}"),
+        ("recall @2px", metrics["recall_2px"], "{:.4f}"),
+        ("F1 @2px", metrics["f1_2px"], "{:.4f}"),
+        ("MAE (px)", metrics["mae_px"], "{:.3f}"),
+        ("MAE (mm)", metrics["mae_mm"], "{:.3f}"),
+        ("mean J (IoU)", metrics["mean_j"], "{:.4f}"),
+        ("Dice", metrics["dice"], "{:.4f}"),
+        ("type accuracy", metrics["type_accuracy"], "{:.4f}"),
+        ("forward FPS", metrics["fps"], "{:.1f}"),
+    ]
+    lines = [f"{'metric':<24}{'value':>10}"]
+    for name, value, pattern in rows:
+        text = (
+            "n/a"
+            if value is None or (isinstance(value, float) and math.isnan(value))
+            else pattern.format(value)
+        )
+        lines.append(f"{name:<24}{text:>10}")
+    for device_type, accuracy in metrics["type_accuracy_by_type"].items():
+        lines.append(f"{'  type ' + device_type:<24}{accuracy:>10.4f}")
+    return "\n".join(lines)
+
+
+def _json_safe(value):
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    return value
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+    from tqdm import tqdm
+
+    from cathtrack.checkpoint import load_model
+    from cathtrack.cli import CliError
+    from cathtrack.data.coco import CocoReader
+    from cathtrack.data.readers import open_reader
+    from cathtrack.metrics import coco_detections, evaluate
+    from cathtrack.pipeline import DecodeSettings, predict
+
+    if args.batch < 1:
+        raise CliError(f"--batch must be >= 1, got {args.batch}")
+    device = pick_device(args.device)
+    model_path = resolve_model(args.model)
+    try:
+        model, metadata = load_model(model_path, device)
+        reader = open_reader(args.data)
+    except (FileNotFoundError, ValueError) as error:
+        raise CliError(str(error)) from error
+    size = int(metadata["input_size"])
+    count = len(reader) if args.limit is None else min(args.limit, len(reader))
+    if count == 0:
+        raise CliError(f"{args.data}: the dataset has no frames")
+    image_ids = (
+        reader.image_ids[:count] if isinstance(reader, CocoReader) else list(range(1, count + 1))
+    )
+    ground_truth = reader.coco if isinstance(reader, CocoReader) else None
+
+    settings = DecodeSettings()
+    samples, predictions = [], []
+    with tqdm(total=count, desc="eval", unit="frame") as progress:
+        for start in range(0, count, args.batch):
+            batch = [reader[i] for i in range(start, min(start + args.batch, count))]
+            predictions += predict(model, [s.image for s in batch], size, settings, device)
+            samples += batch
+            progress.update(len(batch))
+
+    metrics = evaluate(
+        samples,
+        predictions,
+        image_ids,
+        ground_truth=ground_truth,
+        radius=args.radius,
+        score_threshold=args.score_threshold,
+    )
+    metrics["fps"] = forward_fps(model, size, device)
+    metrics.update(
+        model=str(model_path),
+        data=str(args.data),
+        device=device,
+        input_size=size,
+        torch_threads=torch.get_num_threads(),
+    )
+    print(format_table(metrics))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(_json_safe(metrics), indent=2))
+        print(f"wrote {args.json}")
+    if args.detections:
+        args.detections.parent.mkdir(parents=True, exist_ok=True)
+        args.detections.write_text(json.dumps(coco_detections(predictions, image_ids)))
+        print(f"wrote {args.detections}")
+    return 0

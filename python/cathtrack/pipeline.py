@@ -1,0 +1,162 @@
+"""The reference inference pipeline in Python: frame -> network -> electrodes, mask, catheters.
+
+This is the path the trainer validates with, ``cathtrack eval`` scores, and the native runtime
+must agree with. Steps:
+
+1. ``normalize_frame`` at the frame's own resolution, ``resize_frame`` to the model's square
+   input (cathtrack.data.normalize: the same rule as training).
+2. Forward: segmentation logits (H, W), electrode heatmap (H/4, W/4) of probabilities, size
+   map (2, H/4, W/4) of box width/height in input pixels.
+3. Electrodes: ``find_peaks`` on the heatmap (3x3 NMS, sub-pixel log-parabola fit), mapped from
+   heatmap cells to input pixels by x = 4 (u + 0.5) - 0.5; sizes read at the integer peak.
+4. Catheters: mask = sigmoid(logits) > 0.5 -> ``thin`` -> ``trace_centerlines`` ->
+   ``assign_electrodes`` -> ``classify_catheter`` for every centerline with >= 2 electrodes.
+   If the electrodes of a centerline sit mostly in its proximal half, the centerline is turned
+   around: the distal tip is where the electrodes are.
+5. Everything mapped back to the frame's pixel grid: x_frame = (x + 0.5) W / S - 0.5 (pixel
+   centres at integers), sizes scaled, the mask probability resized bilinearly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from cathtrack import postprocess as pp
+from cathtrack.data.normalize import normalize_frame, resize_frame
+from cathtrack.metrics import Prediction
+from cathtrack.model.net import OUTPUT_STRIDE
+
+
+@dataclass(frozen=True)
+class DecodeSettings:
+    """Thresholds of the decoding steps, in model-input pixels.
+
+    Attributes:
+        score_threshold: minimum heatmap probability of an electrode.
+        max_peaks: at most this many electrodes per frame.
+        mask_threshold: probability above which a pixel is catheter.
+        min_centerline_length: shortest catheter centerline kept.
+        max_assign_distance: largest electrode-to-centerline distance.
+        catheters: run thinning, centerlines and type classification (False: electrodes and
+            mask only, e.g. for fast validation).
+    """
+
+    score_threshold: float = 0.05
+    max_peaks: int = 128
+    mask_threshold: float = 0.5
+    min_centerline_length: float = 10.0
+    max_assign_distance: float = 4.0
+    catheters: bool = True
+
+
+def heatmap_to_input(xy: np.ndarray) -> np.ndarray:
+    """Heatmap cell coordinates -> model-input pixel coordinates (pixel centres at integers)."""
+    return (xy + 0.5) * OUTPUT_STRIDE - 0.5
+
+
+def decode(
+    segmentation_logits: np.ndarray | torch.Tensor,
+    heatmap: np.ndarray | torch.Tensor,
+    size: np.ndarray | torch.Tensor,
+    settings: DecodeSettings = DecodeSettings(),
+) -> Prediction:
+    """One frame's network outputs -> a Prediction in model-input pixels.
+
+    Args:
+        segmentation_logits: (H, W) or (1, H, W).
+        heatmap: (h, w) or (1, h, w) probabilities at stride 4.
+        size: (2, h, w) box width and height in input pixels.
+    """
+    logits = _numpy(segmentation_logits).reshape(_numpy(segmentation_logits).shape[-2:])
+    heat = _numpy(heatmap).reshape(_numpy(heatmap).shape[-2:])
+    sizes_map = _numpy(size).reshape(2, *heat.shape)
+    cells, scores, index = pp.find_peaks(
+        heat, settings.score_threshold, settings.max_peaks, return_index=True
+    )
+    electrodes = heatmap_to_input(cells).astype(np.float32)
+    rows, cols = np.divmod(index.astype(np.int64), heat.shape[1])
+    sizes = np.maximum(sizes_map[:, rows, cols].T, 0.0).astype(np.float32)
+    mask = (1.0 / (1.0 + np.exp(-logits.astype(np.float32)))).astype(np.float32)
+    prediction = Prediction(electrodes, scores.astype(np.float32), sizes, mask)
+    if settings.catheters:
+        _find_catheters(prediction, settings)
+    return prediction
+
+
+def _find_catheters(prediction: Prediction, settings: DecodeSettings) -> None:
+    skeleton = pp.thin(prediction.mask > settings.mask_threshold)
+    lines = pp.trace_centerlines(skeleton, settings.min_centerline_length)
+    groups = pp.assign_electrodes(lines, prediction.electrodes, settings.max_assign_distance)
+    for line, group in zip(lines, groups, strict=True):
+        line, group = _orient_by_electrodes(line, group, prediction.electrodes)
+        if len(group) >= 2:
+            device_type, _score = pp.classify_catheter(prediction.electrodes[group])
+        else:
+            device_type = pp.UNKNOWN_TYPE
+        prediction.catheters.append((device_type, group))
+        prediction.centerlines.append(line)
+
+
+def _orient_by_electrodes(
+    line: np.ndarray, group: np.ndarray, electrodes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turns a centerline around when its electrodes sit in its proximal half."""
+    if len(group) == 0 or len(line) < 2:
+        return line, group
+    step = np.linalg.norm(np.diff(line, axis=0), axis=1)
+    arc = np.concatenate([[0.0], np.cumsum(step)])
+    nearest = np.argmin(np.linalg.norm(electrodes[group][:, None] - line[None], axis=2), axis=1)
+    if np.median(arc[nearest]) <= 0.5 * arc[-1]:
+        return line, group
+    return line[::-1].copy(), group[::-1].copy()
+
+
+def preprocess(frame: np.ndarray, size: int) -> np.ndarray:
+    """A frame of any dtype/size -> (size, size) float32 in [0, 1], the network's input."""
+    return resize_frame(normalize_frame(frame), size)
+
+
+def to_frame(prediction: Prediction, frame_shape: tuple[int, int], size: int) -> Prediction:
+    """Maps a Prediction from the (size, size) model grid to a (H, W) frame grid."""
+    height, width = frame_shape
+    scale = np.array([width / size, height / size], np.float32)
+    mapped = Prediction(
+        electrodes=((prediction.electrodes + 0.5) * scale - 0.5).astype(np.float32),
+        scores=prediction.scores,
+        sizes=(prediction.sizes * scale).astype(np.float32),
+        mask=None
+        if prediction.mask is None
+        else cv2.resize(prediction.mask, (width, height), interpolation=cv2.INTER_LINEAR),
+        catheters=prediction.catheters,
+        centerlines=[
+            ((line + 0.5) * scale - 0.5).astype(np.float32) for line in prediction.centerlines
+        ],
+    )
+    return mapped
+
+
+@torch.inference_mode()
+def predict(
+    model: torch.nn.Module,
+    frames: list[np.ndarray],
+    size: int,
+    settings: DecodeSettings = DecodeSettings(),
+    device: str | torch.device = "cpu",
+) -> list[Prediction]:
+    """Runs the whole reference pipeline on frames of any size; results in each frame's pixels."""
+    batch = np.stack([preprocess(frame, size) for frame in frames])[:, None]
+    segmentation, heatmap, sizes = model(torch.from_numpy(batch).to(device))
+    return [
+        to_frame(decode(segmentation[i], heatmap[i], sizes[i], settings), frame.shape[:2], size)
+        for i, frame in enumerate(frames)
+    ]
+
+
+def _numpy(value: np.ndarray | torch.Tensor) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().float().cpu().numpy()
+    return np.asarray(value)
