@@ -2,26 +2,9 @@
 
 #include <algorithm>
 
-#include "subpixel.hpp"
+#include "peak_rules.hpp"
 
 namespace cathtrack::postprocess {
-
-namespace {
-
-bool is_peak(const float* heatmap, int height, int width, int row, int col, float value) {
-  for (int dy = -1; dy <= 1; ++dy) {
-    const int r = row + dy;
-    if (r < 0 || r >= height) continue;
-    for (int dx = -1; dx <= 1; ++dx) {
-      const int c = col + dx;
-      if ((dy == 0 && dx == 0) || c < 0 || c >= width) continue;
-      if (!beats_neighbour(value, comparable(heatmap[r * width + c]), dy, dx)) return false;
-    }
-  }
-  return true;
-}
-
-}  // namespace
 
 std::vector<Peak> find_peaks(const float* heatmap, int height, int width, float threshold,
                              int max_peaks) {

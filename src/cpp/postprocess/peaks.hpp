@@ -15,7 +15,7 @@ struct Peak {
 
 // Peaks of a row-major (height, width) float heatmap with value >= threshold, NaN ignored.
 // Sorted by score descending, ties by index ascending; at most max_peaks (0 gives none).
-// The tie rule of the suppression is beats_neighbour() in subpixel.hpp; the refinement is
+// The tie rule of the suppression is beats_neighbour() in peak_rules.hpp; the refinement is
 // peak_offset() along x and y separately, 0 on an axis whose neighbour is outside the image.
 std::vector<Peak> find_peaks(const float* heatmap, int height, int width, float threshold,
                              int max_peaks);

@@ -16,7 +16,7 @@
 #include <cstdint>
 #include <cub/device/device_radix_sort.cuh>
 
-#include "../subpixel.hpp"
+#include "../peak_rules.hpp"
 #include "postprocess_cuda.hpp"
 
 namespace cathtrack::postprocess::cuda {
@@ -97,21 +97,6 @@ __device__ std::uint64_t peak_sort_key(float score, std::int64_t index, int inde
   // descending == 0xffffffff would need ascending == 0, i.e. the NaN 0xffffffff: so a real key is
   // always below the all-ones sentinel within the sorted bits.
   return (static_cast<std::uint64_t>(descending) << index_bits) | static_cast<std::uint64_t>(index);
-}
-
-// is_peak() of peaks.cpp: every neighbour inside the image, NaN ones as -infinity, must lose.
-__device__ bool is_peak(const float* __restrict__ heatmap, int height, int width, std::int64_t row,
-                        int col, float value) {
-  for (int dy = -1; dy <= 1; ++dy) {
-    const std::int64_t r = row + dy;
-    if (r < 0 || r >= height) continue;
-    for (int dx = -1; dx <= 1; ++dx) {
-      const int c = col + dx;
-      if ((dy == 0 && dx == 0) || c < 0 || c >= width) continue;
-      if (!beats_neighbour(value, comparable(heatmap[r * width + c]), dy, dx)) return false;
-    }
-  }
-  return true;
 }
 
 __global__ void collect_peak_candidates(const float* __restrict__ heatmap, int height, int width,

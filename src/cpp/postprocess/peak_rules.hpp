@@ -1,4 +1,5 @@
-// Sub-pixel refinement of a heatmap peak, shared by the CPU reference and the CUDA kernel.
+// The rules of peak finding (tie rule, NMS test, sub-pixel refinement), shared by the CPU
+// reference and the CUDA kernel so both give the same bits.
 #pragma once
 
 #include <cmath>
@@ -62,6 +63,22 @@ CT_HOST_DEVICE inline float comparable(float v) { return v == v ? v : -INFINITY;
 CT_HOST_DEVICE inline bool beats_neighbour(float value, float neighbour, int dy, int dx) {
   const bool neighbour_first = dy < 0 || (dy == 0 && dx < 0);
   return neighbour_first ? value > neighbour : value >= neighbour;
+}
+
+// The 3x3 non-maximum suppression test of pixel (row, col) holding `value`: it beats every
+// neighbour inside the image under the tie rule above, NaN neighbours counting as -infinity.
+CT_HOST_DEVICE inline bool is_peak(const float* heatmap, int height, int width, std::int64_t row,
+                                   int col, float value) {
+  for (int dy = -1; dy <= 1; ++dy) {
+    const std::int64_t r = row + dy;
+    if (r < 0 || r >= height) continue;
+    for (int dx = -1; dx <= 1; ++dx) {
+      const int c = col + dx;
+      if ((dy == 0 && dx == 0) || c < 0 || c >= width) continue;
+      if (!beats_neighbour(value, comparable(heatmap[r * width + c]), dy, dx)) return false;
+    }
+  }
+  return true;
 }
 
 }  // namespace cathtrack::postprocess
