@@ -686,7 +686,6 @@ class Trainer:
             scheduler.load_state_dict(load_state(directory / "scheduler.pt"))
             scaler.load_state_dict(load_state(directory / "scaler.pt"))
             strategy.load_state_dict(load_state(directory / "prioritization.pt"))
-        parts = (optimizer, scheduler, scaler, strategy)
         bar.set_description(stage.name)
         shared = self.network.last_shared_parameters() if strategy.needs_shared_parameters else None
         parameters = [p for p in self.network.parameters() if p.requires_grad]
@@ -753,7 +752,18 @@ class Trainer:
                 self.history.record(step, strategy, local_step + 1)
                 self._validate(step, stage, epoch)
             if step % config.checkpoint_every == 0 or last_of_stage or step == end_step:
-                self._save("last", stage, *parts)
+                self._save(
+                    "last",
+                    stage,
+                    {
+                        "optimizer.pt": optimizer.state_dict(),
+                        "scheduler.pt": scheduler.state_dict(),
+                        "scaler.pt": scaler.state_dict(),
+                        "prioritization.pt": strategy.state_dict(),
+                        "rng.pt": rng_state(),
+                        "difficulty.pt": self.history.state_dict(),
+                    },
+                )
 
     def _validate(self, step: int, stage: Stage, epoch: int) -> None:
         """Validation on rank 0; saves ``best`` when the mean KPI improves (from step 1 on)."""
@@ -776,7 +786,7 @@ class Trainer:
             {"step": step, "epoch": epoch, "stage": stage.name, **metrics, "best": int(improved)}
         )
         if improved:
-            self._save_model_only("best", stage)
+            self._save("best", stage)
 
     # ----------------------------------------------------------------- saving
 
@@ -803,20 +813,12 @@ class Trainer:
             "last_metrics": self.state.last_metrics,
         }
 
-    def _save_model_only(self, name: str, stage: Stage) -> None:
-        """``best``: the weights, metadata and trainer state (for inference, not for resuming)."""
-        directory = self._fresh_dir(name)
-        save_model(
-            directory,
-            self.network,
-            input_size=self.config.data.size,
-            training=self._training_facts(stage),
-        )
-        (directory / STATE_FILE).write_text(json.dumps(self._state_json(), indent=2))
-        self._commit(directory, name)
+    def _save(self, name: str, stage: Stage, resumable: dict[str, object] | None = None) -> None:
+        """A checkpoint, written to a temporary directory and then renamed (rank 0 only).
 
-    def _save(self, name: str, stage: Stage, optimizer, scheduler, scaler, strategy) -> None:
-        """A full, resumable checkpoint, written to a temporary directory and then renamed."""
+        Every checkpoint holds the weights, their metadata and the trainer state; ``resumable``
+        adds the ``.pt`` files needed to continue training (``last``; ``best`` is for inference).
+        """
         if not self.distributed.is_main:
             return
         directory = self._fresh_dir(name)
@@ -826,12 +828,8 @@ class Trainer:
             input_size=self.config.data.size,
             training=self._training_facts(stage),
         )
-        torch.save(optimizer.state_dict(), directory / "optimizer.pt")
-        torch.save(scheduler.state_dict(), directory / "scheduler.pt")
-        torch.save(scaler.state_dict(), directory / "scaler.pt")
-        torch.save(strategy.state_dict(), directory / "prioritization.pt")
-        torch.save(rng_state(), directory / "rng.pt")
-        torch.save(self.history.state_dict(), directory / "difficulty.pt")
+        for file_name, state in (resumable or {}).items():
+            torch.save(state, directory / file_name)
         (directory / STATE_FILE).write_text(json.dumps(self._state_json(), indent=2))
         self._commit(directory, name)
 
