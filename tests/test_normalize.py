@@ -115,11 +115,18 @@ def test_bad_dtypes_raise_type_error():
         normalize_frame([[1, 2], [3, 4]])
 
 
-def test_resize_frame_shrinks_by_area_and_enlarges_linearly():
-    checker = (np.indices((8, 8)).sum(axis=0) % 2).astype(np.float32)
-    np.testing.assert_allclose(resize_frame(checker, 4), 0.5)  # area average, no aliasing
+def test_resize_frame_shrinks_with_antialiasing_and_enlarges_linearly():
+    # A one-pixel wire shrunk 4x keeps its weight wherever it lies (the antialiasing filter);
+    # plain bilinear sampling would drop wires that fall between its sample positions.
+    for column in range(8, 56):
+        wire = np.zeros((64, 64), np.float32)
+        wire[:, column] = 1.0
+        row = resize_frame(wire, 16)[8]
+        assert row.sum() * 4 == pytest.approx(1.0, abs=1e-5)
+        assert row.max() >= 0.15
     small = np.array([[0, 1]], np.float32).repeat(2, axis=0)
     np.testing.assert_allclose(resize_frame(small, 4), [[0, 0.25, 0.75, 1]] * 4)  # bilinear
+    checker = (np.indices((8, 8)).sum(axis=0) % 2).astype(np.float32)
     np.testing.assert_array_equal(resize_frame(checker, 8), checker)  # same size: unchanged
     with pytest.raises(ValueError, match="shape"):
         resize_frame(np.zeros((2, 2, 3), np.float32), 4)

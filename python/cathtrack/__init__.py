@@ -1,14 +1,26 @@
 """cathtrack: real-time catheter electrode detection and catheter segmentation in X-ray fluoroscopy.
 
 Heavy parts load on first use: ``import cathtrack`` stays cheap and works before the native
-extension is built (the data and training code do not need it).
+extension is built (the data and training code do not need it). ``cathtrack.Tracker``,
+``Result``, ``Catheter`` and ``draw`` come from :mod:`cathtrack.tracker` when first accessed.
 """
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "build_info"]
+__all__ = ["__version__", "build_info", "Tracker", "Result", "Catheter", "draw"]
+
+# Public names of cathtrack.tracker, imported on first access so `import cathtrack` stays light.
+_TRACKER_NAMES = ("Tracker", "Result", "Catheter", "draw")
+
+
+def __getattr__(name: str):
+    if name in _TRACKER_NAMES:
+        from cathtrack import tracker
+
+        return getattr(tracker, name)
+    raise AttributeError(f"module 'cathtrack' has no attribute {name!r}")
 
 
 def build_info() -> dict:

@@ -80,7 +80,8 @@ def decode(
     electrodes = heatmap_to_input(cells).astype(np.float32)
     rows, cols = np.divmod(index.astype(np.int64), heat.shape[1])
     sizes = np.maximum(sizes_map[:, rows, cols].T, 0.0).astype(np.float32)
-    mask = (1.0 / (1.0 + np.exp(-logits.astype(np.float32)))).astype(np.float32)
+    # sigmoid as 0.5 (1 + tanh(x / 2)): no overflow for large negative logits
+    mask = (0.5 * (1.0 + np.tanh(0.5 * logits.astype(np.float32)))).astype(np.float32)
     prediction = Prediction(electrodes, scores.astype(np.float32), sizes, mask)
     if settings.catheters:
         _find_catheters(prediction, settings)

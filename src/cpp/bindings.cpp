@@ -1,6 +1,7 @@
 // The one pybind11 module, cathtrack._native. Thin: checks array shapes, releases the GIL, calls
-// the post-processing core. Friendly dtype conversion and error messages live in
-// python/cathtrack/postprocess.py; the checks here are a second line so no input can crash.
+// the post-processing core or the runtime engine. Friendly dtype conversion and error messages
+// live in python/cathtrack/postprocess.py and tracker.py; the checks here are a second line so
+// no input can crash.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -14,6 +15,8 @@
 #include "postprocess/patterns.hpp"
 #include "postprocess/peaks.hpp"
 #include "postprocess/thinning.hpp"
+#include "runtime/engine.hpp"
+#include "runtime/preprocess.hpp"
 
 #ifdef CATHTRACK_WITH_CUDA
 #include "postprocess/cuda/postprocess_cuda.hpp"
@@ -21,6 +24,7 @@
 
 namespace py = pybind11;
 namespace pp = cathtrack::postprocess;
+namespace rt = cathtrack::runtime;
 
 namespace {
 
@@ -178,6 +182,138 @@ py::tuple classify_spacing(const CArray<float>& ordered,
   return py::make_tuple(result.type, result.variant, result.score);
 }
 
+// ---- runtime: frames in, engine results out ---------------------------------------------------
+
+// A (H, W) uint8, uint16 or float32 array as a C-contiguous frame; `keep` holds a contiguous copy
+// when the input was not C-contiguous. Other dtypes are a TypeError (tracker.py converts them
+// first).
+rt::FrameView as_frame(const py::array& frame, py::array& keep) {
+  if (frame.ndim() != 2) {
+    throw py::value_error("frame must be 2-D (height, width), got " + std::to_string(frame.ndim()) +
+                          "-D");
+  }
+  if (frame.shape(0) == 0 || frame.shape(1) == 0) throw py::value_error("frame must not be empty");
+  if (frame.shape(0) > (1 << 16) || frame.shape(1) > (1 << 16)) {
+    throw py::value_error("frame is too large (a side over 65536 pixels)");
+  }
+  rt::FrameView view;
+  if (frame.dtype().is(py::dtype::of<std::uint8_t>())) {
+    keep = CArray<std::uint8_t>::ensure(frame);
+    view.type = rt::PixelType::kUint8;
+  } else if (frame.dtype().is(py::dtype::of<std::uint16_t>())) {
+    keep = CArray<std::uint16_t>::ensure(frame);
+    view.type = rt::PixelType::kUint16;
+  } else if (frame.dtype().is(py::dtype::of<float>())) {
+    keep = CArray<float>::ensure(frame);
+    view.type = rt::PixelType::kFloat32;
+  } else {
+    throw py::type_error("frame dtype must be uint8, uint16 or float32, got " +
+                         py::str(frame.dtype()).cast<std::string>());
+  }
+  view.data = keep.data();
+  view.height = static_cast<int>(frame.shape(0));
+  view.width = static_cast<int>(frame.shape(1));
+  rt::check_frame(view);
+  return view;
+}
+
+py::dict result_to_dict(const rt::FrameResult& result, py::array_t<std::uint8_t> mask) {
+  py::dict out;
+  out["mask"] = std::move(mask);
+  out["electrodes"] = polyline_to_array(result.electrodes);
+  out["scores"] =
+      py::array_t<float>(static_cast<py::ssize_t>(result.scores.size()), result.scores.data());
+  out["sizes"] = polyline_to_array(result.sizes);
+  py::list catheters;
+  for (const auto& catheter : result.catheters) {
+    py::dict item;
+    item["type"] = catheter.type;
+    item["type_score"] = catheter.type_score;
+    item["centerline"] = polyline_to_array(catheter.centerline);
+    py::array_t<std::int64_t> electrodes(static_cast<py::ssize_t>(catheter.electrodes.size()));
+    std::copy(catheter.electrodes.begin(), catheter.electrodes.end(), electrodes.mutable_data());
+    item["electrodes"] = electrodes;
+    item["tip"] = py::make_tuple(catheter.tip.x, catheter.tip.y);
+    item["tip_direction"] = py::make_tuple(catheter.tip_direction.x, catheter.tip_direction.y);
+    catheters.append(item);
+  }
+  out["catheters"] = catheters;
+  py::dict timings;
+  timings["preprocess"] = result.timings.preprocess;
+  timings["inference"] = result.timings.inference;
+  timings["postprocess"] = result.timings.postprocess;
+  timings["total"] = result.timings.total;
+  out["timings"] = timings;
+  return out;
+}
+
+py::dict run_engine(rt::Engine& engine, const py::array& frame) {
+  py::array keep;
+  const rt::FrameView view = as_frame(frame, keep);
+  py::array_t<std::uint8_t> mask({frame.shape(0), frame.shape(1)});
+  std::uint8_t* mask_data = mask.mutable_data();
+  rt::FrameResult result;
+  {
+    py::gil_scoped_release release;
+    result = engine.run(view, mask_data);
+  }
+  return result_to_dict(result, std::move(mask));
+}
+
+std::unique_ptr<rt::Engine> make_engine(
+    const std::string& path, const std::string& device, int threads,
+    const std::vector<std::pair<int, std::vector<float>>>& templates, float score_threshold,
+    int max_peaks, float mask_threshold, float min_centerline_length, float max_assign_distance,
+    float spacing_tolerance, float tip_lookback) {
+  rt::EngineSettings settings;
+  settings.device = device;
+  settings.threads = threads;
+  for (const auto& [type, spacing] : templates) settings.templates.push_back({type, spacing});
+  settings.score_threshold = score_threshold;
+  settings.max_peaks = max_peaks;
+  settings.mask_threshold = mask_threshold;
+  settings.min_centerline_length = min_centerline_length;
+  settings.max_assign_distance = max_assign_distance;
+  settings.spacing_tolerance = spacing_tolerance;
+  settings.tip_lookback = tip_lookback;
+  py::gil_scoped_release release;  // loading a .pt2 extracts and dlopens it: seconds
+  return std::make_unique<rt::Engine>(path, std::move(settings));
+}
+
+py::array_t<float> normalize_frame(const py::array& frame) {
+  py::array keep;
+  const rt::FrameView view = as_frame(frame, keep);
+  py::array_t<float> out({frame.shape(0), frame.shape(1)});
+  float* data = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    rt::Normalizer normalize;
+    normalize(view, data);
+  }
+  return out;
+}
+
+py::array_t<float> preprocess_frame(const py::array& frame, int size) {
+  if (size <= 0 || size > 8192) throw py::value_error("size must be in [1, 8192]");
+  py::array keep;
+  const rt::FrameView view = as_frame(frame, keep);
+  py::array_t<float> out({size, size});
+  float* data = out.mutable_data();
+  {
+    py::gil_scoped_release release;
+    rt::Preprocessor preprocess(size);
+    const float* input = preprocess(view);
+    std::copy(input, input + static_cast<std::size_t>(size) * size, data);
+  }
+  return out;
+}
+
+py::dict metadata_to_dict(const rt::Metadata& metadata) {
+  py::dict out;
+  for (const auto& [key, value] : metadata) out[py::str(key)] = value;
+  return out;
+}
+
 #ifdef CATHTRACK_WITH_CUDA
 // The CUDA entry points take device pointers and the stream as integers (torch's data_ptr() and
 // torch.cuda.current_stream().cuda_stream), so this module needs no CUDA build of torch.
@@ -220,7 +356,9 @@ int thin_cuda(std::uintptr_t input, std::uintptr_t output, int height, int width
 }  // namespace
 
 PYBIND11_MODULE(_native, m) {
-  m.doc() = "cathtrack native core (post-processing); use cathtrack.postprocess, not this module";
+  m.doc() =
+      "cathtrack native core (post-processing, runtime engine); use cathtrack.postprocess and "
+      "cathtrack.Tracker, not this module";
   m.def("build_info", &build_info);
   m.def("find_peaks", &find_peaks, py::arg("heatmap"), py::arg("threshold"), py::arg("max_peaks"));
   m.def("thin", &thin, py::arg("mask"));
@@ -234,6 +372,33 @@ PYBIND11_MODULE(_native, m) {
     return py::make_tuple(std::vector<int>(tables[0], tables[0] + 256),
                           std::vector<int>(tables[1], tables[1] + 256));
   });
+
+  py::register_exception<rt::ModelFileError>(m, "ModelFileError", PyExc_ValueError);
+  m.def("normalize_frame", &normalize_frame, py::arg("frame"));
+  m.def("preprocess_frame", &preprocess_frame, py::arg("frame"), py::arg("size"));
+  m.def(
+      "read_model_metadata",
+      [](const std::string& path) {
+        rt::Metadata metadata;
+        {
+          py::gil_scoped_release release;
+          metadata = rt::read_metadata(path);
+        }
+        return metadata_to_dict(metadata);
+      },
+      py::arg("path"));
+  py::class_<rt::Engine>(m, "Engine")
+      .def(py::init(&make_engine), py::arg("path"), py::kw_only(), py::arg("device") = "cpu",
+           py::arg("threads") = 0,
+           py::arg("templates") = std::vector<std::pair<int, std::vector<float>>>{},
+           py::arg("score_threshold") = 0.3f, py::arg("max_peaks") = 128,
+           py::arg("mask_threshold") = 0.5f, py::arg("min_centerline_length") = 10.0f,
+           py::arg("max_assign_distance") = 4.0f, py::arg("spacing_tolerance") = 0.15f,
+           py::arg("tip_lookback") = 10.0f)
+      .def("__call__", &run_engine, py::arg("frame"))
+      .def("metadata", [](const rt::Engine& engine) { return metadata_to_dict(engine.metadata()); })
+      .def_property_readonly("input_size", &rt::Engine::input_size)
+      .def_property_readonly("device", &rt::Engine::device);
 #ifdef CATHTRACK_WITH_CUDA
   m.def("find_peaks_cuda_workspace_bytes", &pp::cuda::find_peaks_workspace_bytes);
   m.def("find_peaks_cuda", &find_peaks_cuda);

@@ -15,6 +15,7 @@ import sys
 VERBS: dict[str, str] = {
     "demo": "demo",
     "eval": "eval",
+    "export": "export",
     "synth": "synth",
 }
 

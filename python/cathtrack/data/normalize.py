@@ -32,6 +32,8 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 # Integer dtypes whose histogram fits comfortably in memory: exact order statistics by bincount.
 _HISTOGRAM_DTYPES = (np.uint8, np.int8, np.uint16, np.int16)
@@ -62,30 +64,33 @@ def normalize_frame(image: np.ndarray) -> np.ndarray:
 def resize_frame(frame: np.ndarray, size: int) -> np.ndarray:
     """Resize a normalised frame to the network's square input size.
 
-    Shrinking (fewer output than input pixels) uses ``cv2.INTER_AREA`` (area averaging, no
-    aliasing of thin wires); otherwise ``cv2.INTER_LINEAR``. Both follow OpenCV's pixel-centre convention: the centre of pixel
-    (row r, column c) is at (x=c, y=r), so a point maps as x' = (x + 0.5) * size / W - 0.5.
-    A non-square frame is stretched, not padded.
+    Bilinear interpolation with an antialiasing filter, exactly torch's
+    ``F.interpolate(mode="bilinear", align_corners=False, antialias=True)``: when shrinking, each
+    output pixel is a triangle-filtered average over the input pixels it covers (its support
+    widens with the scale), so a one-pixel wire keeps its weight instead of vanishing between
+    samples; when enlarging it is plain bilinear interpolation. The native runtime calls the same
+    libtorch operator, so training, the Python reference and the C++ engine resize identically.
+    Pixel-centre convention: the centre of pixel (row r, column c) is at (x=c, y=r), so a point
+    maps as x' = (x + 0.5) * size / W - 0.5. A non-square frame is stretched, not padded.
 
     Args:
         frame: (H, W) float32, normally the output of :func:`normalize_frame`.
         size: output side in pixels (> 0).
 
     Returns:
-        (size, size) float32.
+        (size, size) float32, C-contiguous (the frame itself, as float32, when already that size).
     """
     if frame.ndim != 2 or frame.size == 0:
         raise ValueError(f"resize_frame expects a non-empty (H, W) frame, got shape {frame.shape}")
     if size <= 0:
         raise ValueError(f"size must be positive, got {size}")
-    height, width = frame.shape
-    if (height, width) == (size, size):
+    if frame.shape == (size, size):
         return np.ascontiguousarray(frame, dtype=np.float32)
-    shrinking = size * size < height * width
-    interpolation = cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR
-    return cv2.resize(
-        frame.astype(np.float32, copy=False), (size, size), interpolation=interpolation
+    image = torch.from_numpy(np.ascontiguousarray(frame, dtype=np.float32))[None, None]
+    resized = F.interpolate(
+        image, size=(size, size), mode="bilinear", align_corners=False, antialias=True
     )
+    return resized[0, 0].numpy()
 
 
 def _to_gray(image: np.ndarray) -> np.ndarray:

@@ -1,0 +1,276 @@
+"""Model files for the runtime: ``.pt2`` (torch.export + AOTInductor) and ``.ts`` (TorchScript).
+
+An exported file holds the network and a flat string->string metadata map that the native
+engine checks before it loads anything (``src/cpp/runtime/metadata.hpp`` lists what this build
+understands; docs/runtime.md describes every key):
+
+- ``.pt2``: ``torch.export.export(strict=True)`` then ``torch._inductor.aoti_compile_and_package``,
+  compiled for this machine (CPU instruction set, or GPU) — the fast path. The metadata goes into
+  the package through ``inductor_configs["aot_inductor.metadata"]``; AOTInductor adds its own
+  ``AOTI_*`` keys, and ``AOTIModelPackageLoader::load_metadata_from_package`` reads it back
+  without loading the compiled code.
+- ``.ts``: ``torch.jit.script`` then ``torch.jit.save`` with the metadata as the extra file
+  ``cathtrack.json`` (a flat JSON object of strings). Portable, but torch.jit is deprecated.
+
+Files are written atomically (a temporary file in the target folder, then ``os.replace``), so a
+reader never sees half a file. :func:`cached_export` keeps exports of a checkpoint in the user's
+cache folder, keyed by what makes a compiled file reusable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+
+FORMATS = ("pt2", "ts")
+FILE_FORMAT = "cathtrack-model-file"
+FORMAT_VERSION = 1
+# The preprocessing the network was trained with (cathtrack/data/normalize.py): the percentile
+# stretch of normalize_frame, then resize_frame's antialiased bilinear resize. Version 1.
+NORMALIZATION = "percentile-stretch+bilinear-antialias"
+NORMALIZATION_VERSION = 1
+HEADS = "segmentation_logits,center_heatmap,size"
+OUTPUT_STRIDES = "1,4,4"  # of the three heads, relative to the input
+TORCHSCRIPT_METADATA_FILE = "cathtrack.json"
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def check_device(device: str, half: bool) -> str:
+    """'cpu' or 'cuda' (must be usable here); fp16 only on CUDA. ValueError otherwise."""
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA GPU")
+    if half and device != "cuda":
+        raise ValueError("half precision (fp16) is for CUDA only; export for the CPU without it")
+    return device
+
+
+def build_metadata(
+    weights: Path, document: dict[str, Any], model_format: str, device: str, half: bool
+) -> dict[str, str]:
+    """The metadata map of a model file exported from a checkpoint (all values are strings).
+
+    Args:
+        weights: the checkpoint's ``.safetensors`` file (hashed: ``source_sha256``).
+        document: its JSON metadata (:func:`cathtrack.checkpoint.read_metadata`).
+        model_format: "pt2" or "ts".
+        device: "cpu" or "cuda", where the file is meant to run.
+        half: float16 weights and input.
+    """
+    from cathtrack import __version__
+
+    sha = file_sha256(weights)
+    model = document["model"]
+    metadata = {
+        "format": FILE_FORMAT,
+        "format_version": str(FORMAT_VERSION),
+        "model_format": model_format,
+        "input_size": str(int(document["input_size"])),
+        "in_channels": str(int(model.get("in_channels", 1))),
+        "normalization": NORMALIZATION,
+        "normalization_version": str(NORMALIZATION_VERSION),
+        "output_strides": OUTPUT_STRIDES,
+        "heads": HEADS,
+        # Content-derived: two files with the same model_version hold the same weights.
+        "model_version": sha[:16],
+        "model_config": json.dumps(model, sort_keys=True),
+        "training_config_hash": str(document.get("training", {}).get("config_hash", "")),
+        "source_sha256": sha,
+        "dtype": "float16" if half else "float32",
+        "device": device,
+        "torch_version": torch.__version__,
+        "cathtrack_version": __version__,
+    }
+    if model_format == "pt2" and device == "cpu":
+        metadata["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    return metadata
+
+
+def export_model(
+    checkpoint: str | Path,
+    out: str | Path,
+    model_format: str = "pt2",
+    device: str = "cpu",
+    half: bool = False,
+) -> Path:
+    """Exports a checkpoint to a ``.pt2`` or ``.ts`` model file, atomically.
+
+    Args:
+        checkpoint: ``.safetensors``/``.json`` model file or checkpoint directory.
+        out: the model file to write; its suffix must match ``model_format``.
+        model_format: "pt2" (AOTInductor, compiled for this machine) or "ts" (TorchScript).
+        device: "cpu" or "cuda".
+        half: float16 (CUDA only).
+
+    Returns:
+        ``out`` as a Path.
+
+    Raises:
+        ValueError: bad format/suffix/device, or a checkpoint the runtime cannot run.
+        FileNotFoundError: missing checkpoint files.
+    """
+    from cathtrack.checkpoint import load_model, model_paths
+
+    if model_format not in FORMATS:
+        raise ValueError(f"format must be one of {', '.join(FORMATS)}, got {model_format!r}")
+    out = Path(out)
+    if out.suffix != f".{model_format}":
+        raise ValueError(f"{out}: a {model_format} model file must end in .{model_format}")
+    check_device(device, half)
+    model, document = load_model(checkpoint, device)
+    if model.config.in_channels != 1:
+        raise ValueError(
+            f"{checkpoint}: the runtime feeds one grey channel; this model has "
+            f"{model.config.in_channels} input channels"
+        )
+    weights, _ = model_paths(checkpoint)
+    metadata = build_metadata(weights, document, model_format, device, half)
+    size = int(document["input_size"])
+    dtype = torch.float16 if half else torch.float32
+    model = model.to(dtype)
+    example = torch.rand(1, 1, size, size, device=device, dtype=dtype)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with _atomic_path(out) as temporary:
+        if model_format == "pt2":
+            _write_package(model, example, metadata, temporary)
+        else:
+            _write_torchscript(model, metadata, temporary)
+    return out
+
+
+def _write_package(model: torch.nn.Module, example: torch.Tensor, metadata: dict, path: Path):
+    with torch.no_grad():
+        program = torch.export.export(model, (example,), strict=True)
+        torch._inductor.aoti_compile_and_package(
+            program,
+            package_path=str(path),
+            inductor_configs={
+                "aot_inductor.metadata": metadata,
+                "aot_inductor.package_constants_in_so": True,  # one self-contained file
+            },
+        )
+
+
+def _write_torchscript(model: torch.nn.Module, metadata: dict, path: Path):
+    # Saved unoptimised: a module saved after optimize_for_inference cannot be loaded again.
+    scripted = torch.jit.script(model)
+    torch.jit.save(
+        scripted,
+        str(path),
+        _extra_files={TORCHSCRIPT_METADATA_FILE: json.dumps(metadata, sort_keys=True)},
+    )
+
+
+@contextlib.contextmanager
+def _atomic_path(target: Path) -> Iterator[Path]:
+    """A path with ``target``'s name in a private temporary folder beside it, renamed onto
+    ``target`` when the block succeeds (same file system: the rename is atomic).
+
+    Keeping the name matters: AOTInductor requires the ``.pt2`` suffix and names the archive's
+    root folder after the file. On error ``target`` is left as it was; the folder always goes.
+    """
+    folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    temporary = folder / target.name
+    try:
+        yield temporary
+        os.replace(temporary, target)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def read_model_metadata(path: str | Path) -> dict[str, str]:
+    """The checked metadata of a ``.pt2``/``.ts`` file, without loading its code or weights.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError (``cathtrack._native.ModelFileError``): wrong suffix, corrupt or foreign
+            file, or metadata this build does not understand; the message names the file.
+    """
+    from cathtrack import _native
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: model file not found")
+    return dict(_native.read_model_metadata(str(path)))
+
+
+# ---- the export cache ---------------------------------------------------------------------------
+
+
+def cache_dir() -> Path:
+    """Where exported models are cached: ``$CATHTRACK_CACHE``, else ``$XDG_CACHE_HOME/cathtrack``,
+    else ``~/.cache/cathtrack``."""
+    if os.environ.get("CATHTRACK_CACHE"):
+        return Path(os.environ["CATHTRACK_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "cathtrack"
+
+
+def machine_features(device: str) -> str:
+    """What compiled code depends on: the CPU instruction set, or the GPU's name and capability."""
+    if device == "cuda":
+        major, minor = torch.cuda.get_device_capability()
+        return f"{torch.cuda.get_device_name()} sm_{major}{minor} cuda {torch.version.cuda}"
+    return torch.backends.cpu.get_cpu_capability()
+
+
+def cache_key(
+    checkpoint: str | Path, model_format: str = "pt2", device: str = "cpu", half: bool = False
+) -> str:
+    """Hex SHA-256 naming the cached export of a checkpoint.
+
+    It changes with the weights (SHA-256 of the ``.safetensors``), the checkpoint's JSON (input
+    size, architecture), the torch version, the device and its features (CPU instruction set or
+    GPU), the precision, the file format and this exporter's format version.
+    """
+    from cathtrack.checkpoint import model_paths
+
+    weights, document = model_paths(checkpoint)
+    facts = {
+        "weights_sha256": file_sha256(weights),
+        "metadata_sha256": file_sha256(document),
+        "torch": torch.__version__,
+        "device": device,
+        "machine": machine_features(device),
+        "half": bool(half),
+        "format": model_format,
+        "format_version": FORMAT_VERSION,
+    }
+    return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
+
+
+def cached_export(
+    checkpoint: str | Path, model_format: str = "pt2", device: str = "cpu", half: bool = False
+) -> Path:
+    """The cached model file of a checkpoint, exported first if it is not in the cache yet.
+
+    Two processes exporting the same entry at once both write complete files and the last
+    rename wins, so a reader always finds a whole file.
+    """
+    from cathtrack.checkpoint import model_paths
+
+    check_device(device, half)
+    weights, _ = model_paths(checkpoint)
+    key = cache_key(checkpoint, model_format, device, half)
+    path = cache_dir() / f"{weights.stem}-{key[:24]}.{model_format}"
+    if not path.is_file():
+        export_model(checkpoint, path, model_format, device, half)
+    return path

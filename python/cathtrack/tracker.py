@@ -1,0 +1,449 @@
+"""``cathtrack.Tracker``: one call per frame, numpy in, :class:`Result` out.
+
+Two backends give the same answer (electrodes within 0.1 px; tests/test_tracker.py checks it):
+
+- ``"native"`` (default): the C++ engine (``cathtrack._native.Engine``, src/cpp/runtime) runs
+  normalisation, resize, the forward pass of an exported ``.pt2``/``.ts`` model, decoding and
+  post-processing with the GIL released. A checkpoint (``.safetensors``) is exported on first use
+  to the cache of :func:`cathtrack.export.cached_export`.
+- ``"python"``: :mod:`cathtrack.pipeline` with eager torch (the reference; slower).
+
+Coordinates are (x, y) pixels of the input frame, pixel centres at integers, whatever size the
+model runs at.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cathtrack.devices import CATALOGUE, DEVICE_TYPES
+
+__all__ = ["Tracker", "Result", "Catheter", "draw", "default_model_path"]
+
+UNKNOWN_TYPE = "unknown"
+DEFAULT_MODEL_FILE = "cathtrack_resnet34.safetensors"
+_NATIVE_DTYPES = (np.uint8, np.uint16, np.float32)
+_EXPORTED_SUFFIXES = (".pt2", ".ts")
+
+
+@dataclass(frozen=True, eq=False)  # arrays inside: compare fields explicitly
+class Catheter:
+    """One catheter in a frame.
+
+    Attributes:
+        id: index of this catheter in ``Result.catheters`` (per frame, not a track id).
+        type: a name of :data:`cathtrack.devices.DEVICE_TYPES`, or ``"unknown"`` when fewer than
+            two electrodes lie on it or no spacing template matches.
+        type_score: pattern-match score in [0, 1] (0 for unknown).
+        centerline: (M, 2) float32 x, y pixels, distal tip first.
+        electrodes: (K,) int64 indices into ``Result.electrodes``, distal first.
+        tip: (x, y) pixels of the distal end (``centerline[0]``).
+        tip_direction: (dx, dy) unit vector pointing from the shaft towards the tip (measured
+            over the last ``tip_lookback`` model pixels); (0, 0) for a degenerate centerline.
+    """
+
+    id: int
+    type: str
+    type_score: float
+    centerline: np.ndarray
+    electrodes: np.ndarray
+    tip: tuple[float, float]
+    tip_direction: tuple[float, float]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable dict (lists and floats)."""
+        return {
+            "id": self.id,
+            "type": self.type,
+            "type_score": float(self.type_score),
+            "centerline": self.centerline.astype(float).tolist(),
+            "electrodes": [int(i) for i in self.electrodes],
+            "tip": [float(v) for v in self.tip],
+            "tip_direction": [float(v) for v in self.tip_direction],
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """What the tracker found in one frame (DESIGN.md 4.2), in the frame's pixels.
+
+    Attributes:
+        mask: (H, W) uint8 catheter probability * 255 (rounded).
+        electrodes: (N, 2) float32 x, y electrode centres (sub-pixel), best score first.
+        scores: (N,) float32 heatmap scores in (0, 1).
+        sizes: (N, 2) float32 electrode box width, height in pixels.
+        catheters: the catheters, see :class:`Catheter`.
+        timings: milliseconds spent in ``preprocess``, ``inference``, ``postprocess`` and
+            ``total``.
+        mask_threshold: the probability above which :attr:`binary` counts a pixel as catheter.
+    """
+
+    mask: np.ndarray
+    electrodes: np.ndarray
+    scores: np.ndarray
+    sizes: np.ndarray
+    catheters: list[Catheter] = field(default_factory=list)
+    timings: dict[str, float] = field(default_factory=dict)
+    mask_threshold: float = 0.5
+
+    @property
+    def binary(self) -> np.ndarray:
+        """(H, W) bool catheter mask: probability > ``mask_threshold`` (to 1/255)."""
+        return self.mask > np.float32(self.mask_threshold * 255.0)
+
+    def to_dict(self, include_mask: bool = False) -> dict[str, Any]:
+        """JSON-serialisable dict. ``include_mask`` adds the binary mask as COCO RLE
+        (``{"size": [H, W], "counts": str}``, decodable with ``pycocotools.mask.decode``)."""
+        out: dict[str, Any] = {
+            "electrodes": self.electrodes.astype(float).tolist(),
+            "scores": self.scores.astype(float).tolist(),
+            "sizes": self.sizes.astype(float).tolist(),
+            "catheters": [catheter.to_dict() for catheter in self.catheters],
+            "timings": {name: float(ms) for name, ms in self.timings.items()},
+            "image_size": [int(self.mask.shape[1]), int(self.mask.shape[0])],
+        }
+        if include_mask:
+            from pycocotools import mask as rle
+
+            encoded = rle.encode(np.asfortranarray(self.binary.astype(np.uint8)))
+            out["mask"] = {"size": list(encoded["size"]), "counts": encoded["counts"].decode()}
+        return out
+
+
+def default_model_path() -> Path:
+    """The shipped default weights: ``cathtrack/models/`` of an installed wheel, else ``models/``
+    of the source tree.
+
+    Raises:
+        FileNotFoundError: no default weights are shipped with this version.
+    """
+    package_dir = Path(__file__).resolve().parent
+    candidates = [package_dir / "models", package_dir.parents[1] / "models"]
+    for folder in candidates:
+        if (folder / DEFAULT_MODEL_FILE).is_file():
+            return folder / DEFAULT_MODEL_FILE
+    raise FileNotFoundError(
+        f"no default model weights are shipped with this version of cathtrack yet (looked for "
+        f"{DEFAULT_MODEL_FILE} in {', '.join(str(c) for c in candidates)}); pass "
+        "model=PATH: a .safetensors checkpoint or an exported .pt2/.ts file"
+    )
+
+
+def _spacing_templates() -> list[tuple[int, list[float]]]:
+    return [(DEVICE_TYPES.index(v.type), list(v.centre_spacing_mm)) for v in CATALOGUE]
+
+
+def _pick_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but torch sees no CUDA GPU")
+    return device
+
+
+class Tracker:
+    """Finds electrodes, catheter masks, centerlines and catheter types in fluoroscopy frames.
+
+    Args:
+        model: an exported ``.pt2``/``.ts`` file (used as is), a checkpoint (``.safetensors``,
+            its ``.json`` or a checkpoint folder; exported once to the cache for the native
+            backend), or None for the shipped default weights.
+        device: "auto" (CUDA when available), "cpu" or "cuda".
+        backend: "native" (C++ engine) or "python" (reference pipeline, eager torch).
+        score_threshold: minimum electrode heatmap score.
+        max_peaks: at most this many electrodes per frame.
+        mask_threshold: catheter probability threshold of the mask that is thinned.
+        min_centerline_length: shortest catheter centerline kept, model-input pixels.
+        max_assign_distance: largest electrode-to-centerline distance, model-input pixels.
+        spacing_tolerance: relative spacing error of the type matcher (see
+            :func:`cathtrack.postprocess.classify_catheter`).
+        tip_lookback: tip_direction is measured over this many model-input pixels of arc.
+        threads: intra-op CPU threads during a call (0: torch's current setting).
+        export_format: format a checkpoint is exported to for the native backend ("pt2", or "ts").
+        half: float16 on CUDA when a checkpoint is exported (an exported file keeps its own
+            precision).
+
+    Raises:
+        FileNotFoundError: missing model file (or no shipped default for model=None).
+        ValueError: bad arguments, or a model file the runtime refuses (the message names it).
+
+    Example::
+
+        tracker = cathtrack.Tracker("model.safetensors")
+        result = tracker(frame)          # frame: (H, W) uint8/uint16/float32
+        result.electrodes, result.catheters[0].tip
+    """
+
+    def __init__(
+        self,
+        model: str | Path | None = None,
+        device: str = "auto",
+        backend: str = "native",
+        score_threshold: float = 0.3,
+        *,
+        max_peaks: int = 128,
+        mask_threshold: float = 0.5,
+        min_centerline_length: float = 10.0,
+        max_assign_distance: float = 4.0,
+        spacing_tolerance: float = 0.15,
+        tip_lookback: float = 10.0,
+        threads: int = 0,
+        export_format: str = "pt2",
+        half: bool = False,
+    ) -> None:
+        if backend not in ("native", "python"):
+            raise ValueError(f"backend must be 'native' or 'python', got {backend!r}")
+        if export_format not in ("pt2", "ts"):
+            raise ValueError(f"export_format must be 'pt2' or 'ts', got {export_format!r}")
+        self.backend = backend
+        self.device = _pick_device(device)
+        self.settings = {
+            "score_threshold": float(score_threshold),
+            "max_peaks": int(max_peaks),
+            "mask_threshold": float(mask_threshold),
+            "min_centerline_length": float(min_centerline_length),
+            "max_assign_distance": float(max_assign_distance),
+            "spacing_tolerance": float(spacing_tolerance),
+            "tip_lookback": float(tip_lookback),
+        }
+        source = Path(model) if model is not None else default_model_path()
+        if not source.exists():
+            raise FileNotFoundError(f"{source}: model not found")
+        if backend == "native":
+            if source.suffix not in _EXPORTED_SUFFIXES:
+                from cathtrack.export import cached_export
+
+                source = cached_export(source, export_format, self.device, half)
+            from cathtrack import _native
+
+            self._engine = _native.Engine(
+                str(source), device=self.device, threads=int(threads),
+                templates=_spacing_templates(), **self.settings,
+            )  # fmt: skip
+            self.metadata: dict[str, str] = dict(self._engine.metadata())
+            self.input_size = int(self._engine.input_size)
+        else:
+            self._reference = _ReferencePipeline(source, self.device, half, int(threads))
+            self.metadata = self._reference.metadata
+            self.input_size = self._reference.input_size
+        self.model_path = source
+
+    def __call__(self, frame: np.ndarray) -> Result:
+        """Tracks one frame.
+
+        Args:
+            frame: (H, W) uint8, uint16 or float32 grey frame (other integer/float dtypes and
+                (H, W, 3|4) BGR(A) frames are normalised in Python first, with the same rule).
+
+        Raises:
+            TypeError: unsupported dtype (bool, complex, object, 64-bit integers).
+            ValueError: empty frame or a shape other than (H, W) / (H, W, 1|3|4).
+        """
+        frame = _as_frame(frame)
+        if self.backend == "python":
+            return self._reference(frame, self.settings)
+        raw = self._engine(frame)
+        return Result(
+            mask=raw["mask"],
+            electrodes=raw["electrodes"],
+            scores=raw["scores"],
+            sizes=raw["sizes"],
+            catheters=[
+                Catheter(
+                    id=i,
+                    type=DEVICE_TYPES[c["type"]] if c["type"] >= 0 else UNKNOWN_TYPE,
+                    type_score=float(c["type_score"]),
+                    centerline=c["centerline"],
+                    electrodes=c["electrodes"],
+                    tip=tuple(c["tip"]),
+                    tip_direction=tuple(c["tip_direction"]),
+                )
+                for i, c in enumerate(raw["catheters"])
+            ],
+            timings=dict(raw["timings"]),
+            mask_threshold=self.settings["mask_threshold"],
+        )
+
+    def run(self, frames: Iterable[np.ndarray]) -> Iterator[Result]:
+        """Tracks the frames of an iterable (a list, a video reader, ...) one by one, lazily."""
+        for frame in frames:
+            yield self(frame)
+
+    def __repr__(self) -> str:
+        return (
+            f"Tracker(model={str(self.model_path)!r}, device={self.device!r}, "
+            f"backend={self.backend!r}, input_size={self.input_size})"
+        )
+
+
+def _as_frame(frame: Any) -> np.ndarray:
+    """A (H, W) uint8/uint16/float32 array the engine takes as is; anything else goes through
+    normalize_frame (exact: the rule is idempotent, so the engine's normalisation keeps it)."""
+    from cathtrack.data.normalize import normalize_frame
+
+    if not isinstance(frame, np.ndarray):
+        raise TypeError(f"frame must be a numpy array, got {type(frame).__name__}")
+    if frame.ndim == 2 and frame.size and np.dtype(frame.dtype).type in _NATIVE_DTYPES:
+        return frame
+    return normalize_frame(frame)
+
+
+class _ReferencePipeline:
+    """The python backend: cathtrack.pipeline step by step, timed like the native engine."""
+
+    def __init__(self, source: Path, device: str, half: bool, threads: int) -> None:
+        import torch
+
+        self.device = device
+        self.threads = threads
+        self.dtype = torch.float16 if half else torch.float32
+        if source.suffix in _EXPORTED_SUFFIXES:
+            from cathtrack.export import read_model_metadata
+
+            self.metadata = read_model_metadata(source)
+            self.input_size = int(self.metadata["input_size"])
+            if source.suffix == ".ts":
+                self.forward = torch.jit.load(str(source), map_location=device).eval()
+            else:
+                self.forward = torch._inductor.aoti_load_package(str(source))
+            self.dtype = torch.float16 if self.metadata["dtype"] == "float16" else torch.float32
+        else:
+            from cathtrack.checkpoint import load_model
+
+            network, document = load_model(source, device)
+            self.forward = network.to(self.dtype)
+            self.input_size = int(document["input_size"])
+            self.metadata = {
+                "input_size": str(self.input_size),
+                "model_config": json.dumps(document["model"], sort_keys=True),
+            }
+
+    def __call__(self, frame: np.ndarray, settings: dict) -> Result:
+        import torch
+
+        from cathtrack import pipeline
+        from cathtrack import postprocess as pp
+
+        previous_threads = torch.get_num_threads()
+        if self.threads > 0:
+            torch.set_num_threads(self.threads)
+        try:
+            start = time.perf_counter()
+            image = pipeline.preprocess(frame, self.input_size)
+            batch = torch.from_numpy(image)[None, None].to(self.device, self.dtype)
+            preprocessed = time.perf_counter()
+            with torch.inference_mode():
+                segmentation, heatmap, size = self.forward(batch)
+            if self.device == "cuda":
+                torch.cuda.synchronize()
+            inferred = time.perf_counter()
+            decode_settings = pipeline.DecodeSettings(
+                score_threshold=settings["score_threshold"],
+                max_peaks=settings["max_peaks"],
+                mask_threshold=settings["mask_threshold"],
+                min_centerline_length=settings["min_centerline_length"],
+                max_assign_distance=settings["max_assign_distance"],
+            )
+            model_grid = pipeline.decode(segmentation[0], heatmap[0], size[0], decode_settings)
+            on_frame = pipeline.to_frame(model_grid, frame.shape[:2], self.input_size)
+            scale = np.array(
+                [frame.shape[1] / self.input_size, frame.shape[0] / self.input_size], np.float32
+            )
+            catheters = []
+            for i, ((_type, group), line) in enumerate(
+                zip(model_grid.catheters, model_grid.centerlines, strict=True)
+            ):
+                device_type, score = UNKNOWN_TYPE, 0.0
+                if len(group) >= 2:
+                    device_type, score = pp.classify_catheter(
+                        model_grid.electrodes[group], settings["spacing_tolerance"]
+                    )
+                catheters.append(
+                    Catheter(
+                        id=i,
+                        type=device_type,
+                        type_score=float(score),
+                        centerline=on_frame.centerlines[i],
+                        electrodes=np.asarray(group, np.int64),
+                        tip=tuple(float(v) for v in on_frame.centerlines[i][0]),
+                        tip_direction=_tip_direction(line, settings["tip_lookback"], scale),
+                    )
+                )
+            mask = np.rint(on_frame.mask * np.float32(255.0)).astype(np.uint8)
+            finished = time.perf_counter()
+        finally:
+            torch.set_num_threads(previous_threads)
+        return Result(
+            mask=mask,
+            electrodes=on_frame.electrodes,
+            scores=on_frame.scores,
+            sizes=on_frame.sizes,
+            catheters=catheters,
+            timings={
+                "preprocess": 1e3 * (preprocessed - start),
+                "inference": 1e3 * (inferred - preprocessed),
+                "postprocess": 1e3 * (finished - inferred),
+                "total": 1e3 * (finished - start),
+            },
+            mask_threshold=settings["mask_threshold"],
+        )
+
+
+def _tip_direction(line: np.ndarray, lookback: float, scale: np.ndarray) -> tuple[float, float]:
+    """Unit vector from the point ``lookback`` px of arc behind the tip to the tip, measured on
+    the model grid and mapped to the frame (``scale`` = frame / model size per axis), as the
+    native engine does; (0, 0) when the two points coincide."""
+    steps = np.linalg.norm(np.diff(line, axis=0), axis=1)
+    arc = np.concatenate([[0.0], np.cumsum(steps)])
+    behind = line[-1]
+    k = int(np.searchsorted(arc, lookback, side="left"))
+    if k < len(line):
+        if k == 0:
+            behind = line[0]
+        else:
+            t = (lookback - arc[k - 1]) / steps[k - 1]
+            behind = line[k - 1] + t * (line[k] - line[k - 1])
+    delta = (np.asarray(line[0]) - behind) * scale  # the +0.5/-0.5 of the mapping cancel
+    length = float(np.hypot(*delta))
+    if length == 0.0:
+        return (0.0, 0.0)
+    return (float(delta[0] / length), float(delta[1] / length))
+
+
+def draw(frame: np.ndarray, result: Result, *, scale: int = 1) -> np.ndarray:
+    """An overlay of a result on its frame: mask in orange, electrodes as green crosses,
+    centerlines in cyan with the tip dotted, type labels at the tips.
+
+    Args:
+        frame: (H, W) or (H, W, 3) frame of any dtype (the one the result came from).
+        result: the tracker's result for it.
+        scale: integer upscaling so small frames stay readable.
+
+    Returns:
+        (H*scale, W*scale, 3) uint8 BGR image (write it with ``cv2.imwrite``).
+    """
+    from cathtrack.viz import draw_overlay
+
+    labels = [
+        c.type if c.type == UNKNOWN_TYPE else f"{c.type} {c.type_score:.2f}"
+        for c in result.catheters
+    ]
+    return draw_overlay(
+        frame,
+        result.binary,
+        result.electrodes,
+        [c.centerline for c in result.catheters],
+        labels,
+        scale=scale,
+    )

@@ -1,0 +1,183 @@
+"""cathtrack export: model files with metadata, atomic writes, the export cache, the CLI verb."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from runtime_support import TINY_SIZE, TRAINING_CONFIG_HASH, tiny_checkpoint, tiny_export
+
+from cathtrack import _native, export
+from cathtrack.checkpoint import load_model, save_model
+from cathtrack.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return tiny_checkpoint(tmp_path_factory)
+
+
+def expected_metadata(checkpoint: Path, model_format: str) -> dict[str, str]:
+    sha = export.file_sha256(checkpoint)
+    return {
+        "format": "cathtrack-model-file",
+        "format_version": "1",
+        "model_format": model_format,
+        "input_size": str(TINY_SIZE),
+        "in_channels": "1",
+        "normalization": "percentile-stretch+bilinear-antialias",
+        "normalization_version": "1",
+        "output_strides": "1,4,4",
+        "heads": "segmentation_logits,center_heatmap,size",
+        "model_version": sha[:16],
+        "training_config_hash": TRAINING_CONFIG_HASH,
+        "source_sha256": sha,
+        "dtype": "float32",
+        "device": "cpu",
+        "torch_version": torch.__version__,
+    }
+
+
+@pytest.mark.slow  # the .pt2 compiles C++ (~30 s on 2 cores, once per session)
+@pytest.mark.parametrize("model_format", ["ts", "pt2"])
+def test_exported_files_carry_their_metadata(tmp_path_factory, checkpoint, model_format):
+    path = tiny_export(tmp_path_factory, model_format)
+    metadata = export.read_model_metadata(path)
+    assert metadata.items() >= expected_metadata(checkpoint, model_format).items()
+    model, _ = load_model(checkpoint)
+    assert metadata["model_config"] == json.dumps(model.config.to_dict(), sort_keys=True)
+    if model_format == "pt2":
+        assert metadata["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+        assert metadata["AOTI_DEVICE_KEY"] == "cpu"  # AOTInductor's own keys sit beside ours
+    engine = _native.Engine(str(path))
+    assert engine.metadata() == metadata and engine.input_size == TINY_SIZE
+
+
+def test_export_refuses_bad_requests(checkpoint, tmp_path):
+    with pytest.raises(ValueError, match="must end in .ts"):
+        export.export_model(checkpoint, tmp_path / "model.pt2", "ts")
+    with pytest.raises(ValueError, match="format must be one of"):
+        export.export_model(checkpoint, tmp_path / "model.onnx", "onnx")
+    with pytest.raises(ValueError, match="fp16"):
+        export.export_model(checkpoint, tmp_path / "model.ts", "ts", half=True)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="no CUDA GPU"):
+            export.export_model(checkpoint, tmp_path / "model.ts", "ts", device="cuda")
+    with pytest.raises(FileNotFoundError):
+        export.export_model(tmp_path / "absent.safetensors", tmp_path / "model.ts", "ts")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_failed_export_leaves_no_file_and_keeps_the_old_one(checkpoint, tmp_path, monkeypatch):
+    target = tmp_path / "model.ts"
+    target.write_bytes(b"previous file")
+
+    def fail_halfway(model, metadata, path):
+        path.write_bytes(b"half a file")
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(export, "_write_torchscript", fail_halfway)
+    with pytest.raises(RuntimeError, match="disk full"):
+        export.export_model(checkpoint, target, "ts")
+    assert target.read_bytes() == b"previous file"
+    assert [p.name for p in tmp_path.iterdir()] == ["model.ts"]  # no temporary file left
+
+
+# ---------------------------------------------------------------- the cache
+
+
+def test_cache_dir_follows_the_environment(monkeypatch, tmp_path):
+    monkeypatch.delenv("CATHTRACK_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert export.cache_dir() == tmp_path / "home" / ".cache" / "cathtrack"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert export.cache_dir() == tmp_path / "xdg" / "cathtrack"
+    monkeypatch.setenv("CATHTRACK_CACHE", str(tmp_path / "mine"))
+    assert export.cache_dir() == tmp_path / "mine"
+
+
+def test_cache_key_changes_with_everything_a_compiled_file_depends_on(
+    checkpoint, tmp_path, monkeypatch
+):
+    base = export.cache_key(checkpoint)
+    assert export.cache_key(checkpoint) == base  # stable
+    assert export.cache_key(checkpoint, "ts") != base
+    assert export.cache_key(checkpoint, "pt2", half=True) != base
+    model, document = load_model(checkpoint)
+    copy = save_model(tmp_path / "copy.safetensors", model, input_size=TINY_SIZE,
+                      training=document["training"])  # fmt: skip
+    assert export.cache_key(copy) == base  # same weights and JSON in another place: same key
+    with torch.no_grad():
+        model.size_head.out.bias.add_(1.0)
+    changed = save_model(tmp_path / "changed.safetensors", model, input_size=TINY_SIZE,
+                         training=document["training"])  # fmt: skip
+    assert export.cache_key(changed) != base
+    with monkeypatch.context() as patch:
+        patch.setattr(export, "machine_features", lambda device: "AVX2")
+        assert export.cache_key(checkpoint) != base
+    with monkeypatch.context() as patch:
+        patch.setattr(export, "machine_features", lambda device: f"{device} features")
+        assert export.cache_key(checkpoint, device="cuda") != export.cache_key(checkpoint)
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "__version__", "99.0.0")
+        assert export.cache_key(checkpoint) != base
+
+
+def test_cached_export_exports_once_and_concurrent_exports_are_whole(
+    checkpoint, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("CATHTRACK_CACHE", str(tmp_path / "cache"))
+    paths: list[Path] = []
+    threads = [
+        threading.Thread(target=lambda: paths.append(export.cached_export(checkpoint, "ts")))
+        for _ in range(3)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(paths)) == 1 and paths[0].parent == tmp_path / "cache"
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [paths[0].name]
+    assert export.read_model_metadata(paths[0])["model_format"] == "ts"
+
+    def no_second_export(*args, **kwargs):
+        raise AssertionError("exported again although the cache holds the file")
+
+    monkeypatch.setattr(export, "export_model", no_second_export)
+    assert export.cached_export(checkpoint, "ts") == paths[0]
+
+
+# ---------------------------------------------------------------- the verb
+
+
+def test_cli_export_writes_a_loadable_file(checkpoint, tmp_path, capsys):
+    out = tmp_path / "deploy" / "tiny.ts"
+    assert main(["export", str(checkpoint), "--format", "ts", "--out", str(out)]) == 0
+    assert f"wrote {out}" in capsys.readouterr().out
+    engine = _native.Engine(str(out))
+    frame = np.random.default_rng(0).integers(0, 255, (100, 90), dtype=np.uint8)
+    assert engine(frame)["mask"].shape == (100, 90)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["--format", "ts", "--out", "x.pt2"], "must end in .ts"),
+        (["--format", "ts", "--half"], "fp16"),
+    ],
+)
+def test_cli_export_rejects_bad_input_with_one_line(checkpoint, capsys, arguments, message):
+    assert main(["export", str(checkpoint), *arguments]) == 2
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("cathtrack export: error:") and message in error
+    assert "\n" not in error
+
+
+def test_cli_export_names_a_missing_checkpoint(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nothing"), "--format", "ts"]) == 2
+    assert "no model found" in capsys.readouterr().err
