@@ -168,9 +168,14 @@ def test_bad_arguments_and_missing_models_are_clear(checkpoint, tmp_path, monkey
         cathtrack.Tracker(checkpoint, device="tpu")
     with pytest.raises(FileNotFoundError, match="absent.pt2"):
         cathtrack.Tracker(tmp_path / "absent.pt2")
-    monkeypatch.setattr(tracker_module, "DEFAULT_MODEL_FILE", "not-shipped.safetensors")
+    monkeypatch.setattr(tracker_module, "DEFAULT_MODEL_FILES", ("not-shipped.safetensors",))
     with pytest.raises(FileNotFoundError, match="no default model weights are shipped"):
         cathtrack.Tracker()
+
+
+def test_the_shipped_default_model_is_found():
+    path = tracker_module.default_model_path()
+    assert path.name in tracker_module.DEFAULT_MODEL_FILES and path.with_suffix(".json").is_file()
 
 
 def test_bad_frames_raise_clear_errors(native):

@@ -28,7 +28,9 @@ from cathtrack.devices import CATALOGUE, DEVICE_TYPES
 __all__ = ["Tracker", "Result", "Catheter", "draw", "default_model_path"]
 
 UNKNOWN_TYPE = "unknown"
-DEFAULT_MODEL_FILE = "cathtrack_resnet34.safetensors"
+# Shipped default weights in order of preference: the paper's ResNet34 once trained, else the
+# lite model (see models/MODEL_CARD.md).
+DEFAULT_MODEL_FILES = ("cathtrack_resnet34.safetensors", "cathtrack_lite.safetensors")
 _NATIVE_DTYPES = (np.uint8, np.uint16, np.float32)
 _EXPORTED_SUFFIXES = (".pt2", ".ts")
 
@@ -126,12 +128,13 @@ def default_model_path() -> Path:
     """
     package_dir = Path(__file__).resolve().parent
     candidates = [package_dir / "models", package_dir.parents[1] / "models"]
-    for folder in candidates:
-        if (folder / DEFAULT_MODEL_FILE).is_file():
-            return folder / DEFAULT_MODEL_FILE
+    for name in DEFAULT_MODEL_FILES:
+        for folder in candidates:
+            if (folder / name).is_file():
+                return folder / name
     raise FileNotFoundError(
         f"no default model weights are shipped with this version of cathtrack yet (looked for "
-        f"{DEFAULT_MODEL_FILE} in {', '.join(str(c) for c in candidates)}); pass "
+        f"{' or '.join(DEFAULT_MODEL_FILES)} in {', '.join(str(c) for c in candidates)}); pass "
         "model=PATH: a .safetensors checkpoint or an exported .pt2/.ts file"
     )
 
