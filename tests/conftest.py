@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,18 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"
 ANGIOGRAM_DIR = SHARED_DIR / "data" / "angiograms"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_export_cache(tmp_path_factory):
+    """Models exported during the tests go to a temporary cache, never the user's."""
+    previous = os.environ.get("CATHTRACK_CACHE")
+    os.environ["CATHTRACK_CACHE"] = str(tmp_path_factory.mktemp("export_cache"))
+    yield
+    if previous is None:
+        os.environ.pop("CATHTRACK_CACHE", None)
+    else:
+        os.environ["CATHTRACK_CACHE"] = previous
 
 
 @pytest.fixture(scope="session")

@@ -13,9 +13,11 @@ import sys
 
 # verb -> module name inside cathtrack.cli; the one-line help lives in the module.
 VERBS: dict[str, str] = {
+    "bench": "bench",
     "demo": "demo",
     "eval": "eval",
     "export": "export",
+    "predict": "predict",
     "synth": "synth",
 }
 
