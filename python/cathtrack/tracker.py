@@ -143,7 +143,8 @@ def _spacing_templates() -> list[tuple[int, list[float]]]:
     return [(DEVICE_TYPES.index(v.type), list(v.centre_spacing_mm)) for v in CATALOGUE]
 
 
-def _pick_device(device: str) -> str:
+def pick_device(device: str) -> str:
+    """ "auto" -> "cuda" when torch sees a GPU, else "cpu"; ValueError for anything unusable."""
     import torch
 
     if device == "auto":
@@ -210,7 +211,7 @@ class Tracker:
         if export_format not in ("pt2", "ts"):
             raise ValueError(f"export_format must be 'pt2' or 'ts', got {export_format!r}")
         self.backend = backend
-        self.device = _pick_device(device)
+        self.device = pick_device(device)
         self.settings = {
             "score_threshold": float(score_threshold),
             "max_peaks": int(max_peaks),

@@ -67,20 +67,6 @@ def resolve_model(path: Path) -> Path:
     raise CliError(f"{path}: no model found (a .safetensors file, a checkpoint or a run folder)")
 
 
-def pick_device(name: str) -> str:
-    import torch
-
-    from cathtrack.cli import CliError
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise CliError("--device cuda: no CUDA GPU is available")
-    if name not in ("cpu", "cuda"):
-        raise CliError(f"--device must be auto, cpu or cuda, got {name!r}")
-    return name
-
-
 def forward_fps(model, size: int, device: str, repeats: int = 30) -> float:
     """Frames/s of the forward pass alone at batch 1 (median of ``repeats`` timed runs)."""
     import torch
@@ -146,10 +132,14 @@ def run(args: argparse.Namespace) -> int:
     from cathtrack.data.readers import open_reader
     from cathtrack.metrics import coco_detections, evaluate
     from cathtrack.pipeline import DecodeSettings, predict
+    from cathtrack.tracker import pick_device
 
     if args.batch < 1:
         raise CliError(f"--batch must be >= 1, got {args.batch}")
-    device = pick_device(args.device)
+    try:
+        device = pick_device(args.device)
+    except ValueError as error:
+        raise CliError(f"--device: {error}") from error
     model_path = resolve_model(args.model)
     try:
         model, metadata = load_model(model_path, device)
