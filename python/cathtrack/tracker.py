@@ -14,6 +14,7 @@ model runs at.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import Iterable, Iterator
@@ -24,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from cathtrack.devices import CATALOGUE, DEVICE_TYPES
+from cathtrack.tracking import CatheterDetection, SequenceTracker, TrackingParams
 
 __all__ = ["Tracker", "Result", "Catheter", "draw", "default_model_path"]
 
@@ -49,6 +51,8 @@ class Catheter:
         tip: (x, y) pixels of the distal end (``centerline[0]``).
         tip_direction: (dx, dy) unit vector pointing from the shaft towards the tip (measured
             over the last ``tip_lookback`` model pixels); (0, 0) for a degenerate centerline.
+        track_id: stable id over the frames of a sequence (``Tracker(temporal=True)``); -1 when
+            not tracked or not confirmed yet.
     """
 
     id: int
@@ -58,6 +62,7 @@ class Catheter:
     electrodes: np.ndarray
     tip: tuple[float, float]
     tip_direction: tuple[float, float]
+    track_id: int = -1
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable dict (lists and floats)."""
@@ -69,6 +74,7 @@ class Catheter:
             "electrodes": [int(i) for i in self.electrodes],
             "tip": [float(v) for v in self.tip],
             "tip_direction": [float(v) for v in self.tip_direction],
+            "track_id": int(self.track_id),
         }
 
 
@@ -85,6 +91,9 @@ class Result:
         timings: milliseconds spent in ``preprocess``, ``inference``, ``postprocess`` and
             ``total``.
         mask_threshold: the probability above which :attr:`binary` counts a pixel as catheter.
+        electrode_track_ids: (N,) int64 stable electrode ids over a sequence, -1 for an electrode
+            whose track is not confirmed (``Tracker(temporal=True)``; None otherwise). Electrodes
+            with an id are then at their Kalman-smoothed positions (cathtrack.tracking).
     """
 
     mask: np.ndarray
@@ -94,6 +103,7 @@ class Result:
     catheters: list[Catheter] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     mask_threshold: float = 0.5
+    electrode_track_ids: np.ndarray | None = None
 
     @property
     def binary(self) -> np.ndarray:
@@ -111,6 +121,8 @@ class Result:
             "timings": {name: float(ms) for name, ms in self.timings.items()},
             "image_size": [int(self.mask.shape[1]), int(self.mask.shape[0])],
         }
+        if self.electrode_track_ids is not None:
+            out["electrode_track_ids"] = [int(i) for i in self.electrode_track_ids]
         if include_mask:
             from pycocotools import mask as rle
 
@@ -177,6 +189,10 @@ class Tracker:
         export_format: format a checkpoint is exported to for the native backend ("pt2", or "ts").
         half: float16 on CUDA when a checkpoint is exported (an exported file keeps its own
             precision).
+        temporal: track over consecutive calls (:class:`cathtrack.tracking.SequenceTracker`):
+            stable ``track_id``s and Kalman-smoothed electrodes; call :meth:`reset` between
+            sequences.
+        tracking: parameters of the temporal tracker (None: the defaults).
 
     Raises:
         FileNotFoundError: missing model file (or no shipped default for model=None).
@@ -205,6 +221,8 @@ class Tracker:
         threads: int = 0,
         export_format: str = "pt2",
         half: bool = False,
+        temporal: bool = False,
+        tracking: TrackingParams | None = None,
     ) -> None:
         if backend not in ("native", "python"):
             raise ValueError(f"backend must be 'native' or 'python', got {backend!r}")
@@ -242,6 +260,12 @@ class Tracker:
             self.metadata = self._reference.metadata
             self.input_size = self._reference.input_size
         self.model_path = source
+        self.sequence = SequenceTracker(tracking) if temporal else None
+
+    def reset(self) -> None:
+        """Forgets the tracks of the temporal mode (a new sequence starts); no-op otherwise."""
+        if self.sequence is not None:
+            self.sequence.reset()
 
     def __call__(self, frame: np.ndarray) -> Result:
         """Tracks one frame.
@@ -256,7 +280,12 @@ class Tracker:
         """
         frame = _as_frame(frame)
         if self.backend == "python":
-            return self._reference(frame, self.settings)
+            result = self._reference(frame, self.settings)
+        else:
+            result = self._native(frame)
+        return result if self.sequence is None else _track(self.sequence, result)
+
+    def _native(self, frame: np.ndarray) -> Result:
         raw = self._engine(frame)
         return Result(
             mask=raw["mask"],
@@ -289,6 +318,29 @@ class Tracker:
             f"Tracker(model={str(self.model_path)!r}, device={self.device!r}, "
             f"backend={self.backend!r}, input_size={self.input_size})"
         )
+
+
+def _track(sequence: SequenceTracker, result: Result) -> Result:
+    """The result with track ids and smoothed electrode positions; timings get ``tracking``."""
+    start = time.perf_counter()
+    tracks = sequence.update(
+        result.electrodes,
+        [CatheterDetection(c.centerline, c.type, c.electrodes) for c in result.catheters],
+    )
+    catheters = [
+        dataclasses.replace(c, track_id=int(i))
+        for c, i in zip(result.catheters, tracks.catheter_track_ids, strict=True)
+    ]
+    timings = dict(result.timings)
+    timings["tracking"] = 1e3 * (time.perf_counter() - start)
+    timings["total"] = timings.get("total", 0.0) + timings["tracking"]
+    return dataclasses.replace(
+        result,
+        electrodes=tracks.electrodes,
+        catheters=catheters,
+        timings=timings,
+        electrode_track_ids=tracks.electrode_track_ids,
+    )
 
 
 def _as_frame(frame: Any) -> np.ndarray:
