@@ -192,3 +192,23 @@ def test_tracker_temporal_mode_carries_ids_and_resets():
     tracker.reset()
     assert (tracker(sequence[0].image).electrode_track_ids == -1).all()
     assert plain(sequence[0].image).electrode_track_ids is None
+
+
+@pytest.mark.parametrize("fps", [15.0, 30.0])
+def test_smoothing_lags_at_most_one_frame_and_reduces_jitter(fps):
+    """One electrode on cardiac (1 Hz, 3 px) + respiratory (0.25 Hz, 4 px) motion, 0.5 px noise."""
+    rng = np.random.default_rng(int(fps))
+    t = np.arange(int(6 * fps)) / fps
+    truth = np.column_stack([50 + 3 * np.sin(2 * np.pi * t), 50 + 4 * np.sin(2 * np.pi * 0.25 * t)])
+    detections = truth + rng.normal(0, 0.5, truth.shape)
+    tracker = SequenceTracker()
+    smoothed = np.array([tracker.update(d[None]).electrodes[0] for d in detections])
+    settled = slice(int(fps), None)  # after the first second
+    errors = {
+        lag: np.abs(smoothed[settled][lag:] - truth[settled][: len(truth[settled]) - lag]).mean()
+        for lag in range(4)
+    }
+    assert min(errors, key=errors.get) <= 1  # best alignment: at most one frame behind
+    raw_jitter = np.std(np.diff(detections[settled] - truth[settled], axis=0))
+    smooth_jitter = np.std(np.diff(smoothed[settled] - truth[settled], axis=0))
+    assert smooth_jitter < 0.8 * raw_jitter
