@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 
@@ -131,13 +130,22 @@ def to_frame(prediction: Prediction, frame_shape: tuple[int, int], size: int) ->
         sizes=(prediction.sizes * scale).astype(np.float32),
         mask=None
         if prediction.mask is None
-        else cv2.resize(prediction.mask, (width, height), interpolation=cv2.INTER_LINEAR),
+        else _resize_probability(prediction.mask, height, width),
         catheters=prediction.catheters,
         centerlines=[
             ((line + 0.5) * scale - 0.5).astype(np.float32) for line in prediction.centerlines
         ],
     )
     return mapped
+
+
+def _resize_probability(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Bilinear resize of a probability map, the same op as the native engine's."""
+    tensor = torch.from_numpy(np.ascontiguousarray(mask, np.float32))[None, None]
+    resized = torch.nn.functional.interpolate(
+        tensor, size=(height, width), mode="bilinear", align_corners=False
+    )
+    return resized[0, 0].numpy()
 
 
 @torch.inference_mode()
