@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from cathtrack.pipeline import DecodeSettings, decode, heatmap_to_input, predict, to_frame
-from cathtrack.train.targets import to_heatmap_coordinates
+from cathtrack.pipeline import DecodeSettings, decode, predict, to_frame
+from cathtrack.train.targets import to_heatmap_coordinates, to_input_coordinates
 
 
 def crafted_outputs(size=128, electrodes=((40.3, 70.6), (52.1, 70.2), (64.8, 69.9), (77.4, 70.4))):
@@ -30,7 +30,7 @@ def crafted_outputs(size=128, electrodes=((40.3, 70.6), (52.1, 70.2), (64.8, 69.
 
 def test_heatmap_cells_map_back_to_input_pixels():
     xy = np.array([[10.25, 3.5]], np.float32)
-    back = heatmap_to_input(to_heatmap_coordinates(torch.from_numpy(xy)).numpy())
+    back = to_input_coordinates(to_heatmap_coordinates(torch.from_numpy(xy)).numpy())
     np.testing.assert_allclose(back, xy, atol=1e-6)
 
 

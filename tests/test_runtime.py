@@ -20,7 +20,7 @@ from cathtrack.data.normalize import normalize_frame, resize_frame
 from cathtrack.devices import DEVICE_TYPES
 from cathtrack.pipeline import DecodeSettings, predict
 
-TEMPLATES = [(index, list(spacing)) for index, spacing in pp._spacing_templates()]
+TEMPLATES = [(index, list(spacing)) for index, spacing in pp.spacing_templates()]
 
 
 def make_engine(path, **settings) -> _native.Engine:

@@ -47,6 +47,7 @@ class Prediction:
         mask: (H, W) catheter probability in [0, 1] (or binary); None if not predicted.
         catheters: (type, electrode indices) per predicted catheter.
         centerlines: (M, 2) float32 polyline per predicted catheter, tip first.
+        type_scores: score of each catheter's type match (0 for "unknown").
     """
 
     electrodes: np.ndarray
@@ -55,6 +56,7 @@ class Prediction:
     mask: np.ndarray | None = None
     catheters: list[tuple[str, np.ndarray]] = field(default_factory=list)
     centerlines: list[np.ndarray] = field(default_factory=list)
+    type_scores: list[float] = field(default_factory=list)
 
 
 def coco_detections(predictions: Sequence[Prediction], image_ids: Sequence[int]) -> list[dict]:

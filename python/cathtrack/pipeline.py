@@ -27,7 +27,7 @@ import torch
 from cathtrack import postprocess as pp
 from cathtrack.data.normalize import normalize_frame, resize_frame
 from cathtrack.metrics import Prediction
-from cathtrack.model.net import OUTPUT_STRIDE
+from cathtrack.train.targets import to_input_coordinates
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,8 @@ class DecodeSettings:
         mask_threshold: probability above which a pixel is catheter.
         min_centerline_length: shortest catheter centerline kept.
         max_assign_distance: largest electrode-to-centerline distance.
+        spacing_tolerance: relative spacing error of the catheter type match
+            (:func:`cathtrack.postprocess.classify_catheter`).
         catheters: run thinning, centerlines and type classification (False: electrodes and
             mask only, e.g. for fast validation).
     """
@@ -49,12 +51,8 @@ class DecodeSettings:
     mask_threshold: float = 0.5
     min_centerline_length: float = 10.0
     max_assign_distance: float = 4.0
+    spacing_tolerance: float = pp.DEFAULT_SPACING_TOLERANCE
     catheters: bool = True
-
-
-def heatmap_to_input(xy: np.ndarray) -> np.ndarray:
-    """Heatmap cell coordinates -> model-input pixel coordinates (pixel centres at integers)."""
-    return (xy + 0.5) * OUTPUT_STRIDE - 0.5
 
 
 def decode(
@@ -76,7 +74,7 @@ def decode(
     cells, scores, index = pp.find_peaks(
         heat, settings.score_threshold, settings.max_peaks, return_index=True
     )
-    electrodes = heatmap_to_input(cells).astype(np.float32)
+    electrodes = to_input_coordinates(cells).astype(np.float32)
     rows, cols = np.divmod(index.astype(np.int64), heat.shape[1])
     sizes = np.maximum(sizes_map[:, rows, cols].T, 0.0).astype(np.float32)
     # sigmoid as 0.5 (1 + tanh(x / 2)): no overflow for large negative logits
@@ -93,11 +91,13 @@ def _find_catheters(prediction: Prediction, settings: DecodeSettings) -> None:
     groups = pp.assign_electrodes(lines, prediction.electrodes, settings.max_assign_distance)
     for line, group in zip(lines, groups, strict=True):
         line, group = _orient_by_electrodes(line, group, prediction.electrodes)
+        device_type, score = pp.UNKNOWN_TYPE, 0.0
         if len(group) >= 2:
-            device_type, _score = pp.classify_catheter(prediction.electrodes[group])
-        else:
-            device_type = pp.UNKNOWN_TYPE
+            device_type, score = pp.classify_catheter(
+                prediction.electrodes[group], settings.spacing_tolerance
+            )
         prediction.catheters.append((device_type, group))
+        prediction.type_scores.append(score)
         prediction.centerlines.append(line)
 
 
@@ -132,6 +132,7 @@ def to_frame(prediction: Prediction, frame_shape: tuple[int, int], size: int) ->
         if prediction.mask is None
         else _resize_probability(prediction.mask, height, width),
         catheters=prediction.catheters,
+        type_scores=prediction.type_scores,
         centerlines=[
             ((line + 0.5) * scale - 0.5).astype(np.float32) for line in prediction.centerlines
         ],

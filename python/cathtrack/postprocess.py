@@ -27,6 +27,7 @@ __all__ = [
     "trace_centerlines",
     "assign_electrodes",
     "classify_catheter",
+    "spacing_templates",
     "UNKNOWN_TYPE",
 ]
 
@@ -207,7 +208,9 @@ def assign_electrodes(
 
 
 @lru_cache(maxsize=1)
-def _spacing_templates() -> tuple[tuple[int, tuple[float, ...]], ...]:
+def spacing_templates() -> tuple[tuple[int, tuple[float, ...]], ...]:
+    """(index into DEVICE_TYPES, centre spacings in mm) per catalogue variant: the templates of
+    :func:`classify_catheter`, also handed to the native engine."""
     return tuple(
         (DEVICE_TYPES.index(variant.type), variant.centre_spacing_mm) for variant in CATALOGUE
     )
@@ -236,7 +239,7 @@ def classify_catheter(
     if not tolerance > 0:
         raise ValueError(f"tolerance must be > 0, got {tolerance}")
     type_index, _variant, score = _native.classify_spacing(
-        _as_points(ordered_xy, "ordered_xy"), list(_spacing_templates()), float(tolerance)
+        _as_points(ordered_xy, "ordered_xy"), list(spacing_templates()), float(tolerance)
     )
     if type_index < 0:
         return UNKNOWN_TYPE, 0.0

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from cathtrack.devices import CATALOGUE, DEVICE_TYPES
+from cathtrack.devices import DEVICE_TYPES
 from cathtrack.tracking import CatheterDetection, SequenceTracker, TrackingParams
 
 __all__ = ["Tracker", "Result", "Catheter", "draw", "default_model_path"]
@@ -151,10 +151,6 @@ def default_model_path() -> Path:
     )
 
 
-def _spacing_templates() -> list[tuple[int, list[float]]]:
-    return [(DEVICE_TYPES.index(v.type), list(v.centre_spacing_mm)) for v in CATALOGUE]
-
-
 def pick_device(device: str) -> str:
     """ "auto" -> "cuda" when torch sees a GPU, else "cpu"; ValueError for anything unusable."""
     import torch
@@ -248,10 +244,12 @@ class Tracker:
 
                 source = cached_export(source, export_format, self.device, half)
             from cathtrack import _native
+            from cathtrack.postprocess import spacing_templates
 
+            templates = [(index, list(spacing)) for index, spacing in spacing_templates()]
             self._engine = _native.Engine(
                 str(source), device=self.device, threads=int(threads),
-                templates=_spacing_templates(), **self.settings,
+                templates=templates, **self.settings,
             )  # fmt: skip
             self.metadata: dict[str, str] = dict(self._engine.metadata())
             self.input_size = int(self._engine.input_size)
@@ -389,7 +387,6 @@ class _ReferencePipeline:
         import torch
 
         from cathtrack import pipeline
-        from cathtrack import postprocess as pp
 
         previous_threads = torch.get_num_threads()
         if self.threads > 0:
@@ -410,6 +407,7 @@ class _ReferencePipeline:
                 mask_threshold=settings["mask_threshold"],
                 min_centerline_length=settings["min_centerline_length"],
                 max_assign_distance=settings["max_assign_distance"],
+                spacing_tolerance=settings["spacing_tolerance"],
             )
             model_grid = pipeline.decode(segmentation[0], heatmap[0], size[0], decode_settings)
             on_frame = pipeline.to_frame(model_grid, frame.shape[:2], self.input_size)
@@ -417,14 +415,14 @@ class _ReferencePipeline:
                 [frame.shape[1] / self.input_size, frame.shape[0] / self.input_size], np.float32
             )
             catheters = []
-            for i, ((_type, group), line) in enumerate(
-                zip(model_grid.catheters, model_grid.centerlines, strict=True)
+            for i, ((device_type, group), score, line) in enumerate(
+                zip(
+                    model_grid.catheters,
+                    model_grid.type_scores,
+                    model_grid.centerlines,
+                    strict=True,
+                )
             ):
-                device_type, score = UNKNOWN_TYPE, 0.0
-                if len(group) >= 2:
-                    device_type, score = pp.classify_catheter(
-                        model_grid.electrodes[group], settings["spacing_tolerance"]
-                    )
                 catheters.append(
                     Catheter(
                         id=i,

@@ -45,7 +45,9 @@ def to_heatmap_coordinates(xy: Tensor, stride: int = OUTPUT_STRIDE) -> Tensor:
 
 
 def to_input_coordinates(uv: Tensor, stride: int = OUTPUT_STRIDE) -> Tensor:
-    """Heatmap cell coordinates -> input pixel coordinates, x = stride (u + 0.5) - 0.5."""
+    """Heatmap cell coordinates -> input pixel coordinates, x = stride (u + 0.5) - 0.5.
+
+    Plain arithmetic: numpy arrays work too (the inference pipeline maps its peaks with it)."""
     return (uv + 0.5) * stride - 0.5
 
 
