@@ -14,6 +14,7 @@ from runtime_support import TINY_SIZE, TRAINING_CONFIG_HASH, tiny_checkpoint, ti
 from cathtrack import _native, export
 from cathtrack.checkpoint import load_model, save_model
 from cathtrack.cli import main
+from cathtrack.data.synth import preset, render
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +63,39 @@ def test_export_refuses_bad_requests(checkpoint, tmp_path):
         export.export_model(checkpoint, tmp_path / "model.pt2", "ts")
     with pytest.raises(ValueError, match="format must be one of"):
         export.export_model(checkpoint, tmp_path / "model.onnx", "onnx")
-    with pytest.raises(ValueError, match="fp16"):
-        export.export_model(checkpoint, tmp_path / "model.ts", "ts", half=True)
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             export.export_model(checkpoint, tmp_path / "model.ts", "ts", device="cuda")
     with pytest.raises(FileNotFoundError):
         export.export_model(tmp_path / "absent.safetensors", tmp_path / "model.ts", "ts")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_half_on_a_cpu_without_native_bfloat16_is_refused(checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "cpu_has_native_bfloat16", lambda: False)
+    with pytest.raises(ValueError, match="native bfloat16"):
+        export.export_model(checkpoint, tmp_path / "model.ts", "ts", half=True)
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.skipif(
+    not export.cpu_has_native_bfloat16(), reason="this CPU computes no bfloat16 natively"
+)
+def test_half_on_the_cpu_exports_bfloat16_that_the_engine_runs(checkpoint, tmp_path):
+    path = export.export_model(checkpoint, tmp_path / "model.ts", "ts", half=True)
+    metadata = export.read_model_metadata(path)
+    assert metadata["dtype"] == "bfloat16"
+    full = _native.Engine(str(export.export_model(checkpoint, tmp_path / "full.ts", "ts")))
+    half = _native.Engine(str(path))
+    frame = render(preset("clinical", size=TINY_SIZE), seed=7).image
+    reference, result = full(frame), half(frame)
+    # bfloat16 keeps 8 significant bits: close to float32, not bit for bit.
+    mask, mask_half = reference["mask"] >= 128, result["mask"] >= 128
+    assert np.sum(mask & mask_half) / np.sum(mask | mask_half) > 0.97
+    electrodes, electrodes_half = reference["electrodes"], result["electrodes"]
+    assert len(electrodes) >= 5 and abs(len(electrodes) - len(electrodes_half)) <= 1
+    distance = np.linalg.norm(electrodes[:, None] - electrodes_half[None], axis=-1).min(axis=1)
+    assert np.median(distance) < 0.1, distance
 
 
 def test_a_failed_export_leaves_no_file_and_keeps_the_old_one(checkpoint, tmp_path, monkeypatch):
@@ -168,10 +194,13 @@ def test_cli_export_writes_a_loadable_file(checkpoint, tmp_path, capsys):
     ("arguments", "message"),
     [
         (["--format", "ts", "--out", "x.pt2"], "must end in .ts"),
-        (["--format", "ts", "--half"], "fp16"),
+        (["--format", "ts", "--half"], "native bfloat16"),  # on a CPU without it (patched)
     ],
 )
-def test_cli_export_rejects_bad_input_with_one_line(checkpoint, capsys, arguments, message):
+def test_cli_export_rejects_bad_input_with_one_line(
+    checkpoint, capsys, monkeypatch, arguments, message
+):
+    monkeypatch.setattr(export, "cpu_has_native_bfloat16", lambda: False)
     assert main(["export", str(checkpoint), *arguments]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("cathtrack export: error:") and message in error

@@ -15,11 +15,12 @@ import torch.multiprocessing as mp
 import yaml
 from safetensors.torch import load_file
 
+from cathtrack import export
 from cathtrack.checkpoint import load_model
 from cathtrack.train.cli import main
 from cathtrack.train.config import ConfigError, config_hash, load_config
 from cathtrack.train.prioritization import STRATEGIES
-from cathtrack.train.trainer import SCHEDULED_TOPK, StepBatches, Trainer
+from cathtrack.train.trainer import SCHEDULED_TOPK, StepBatches, Trainer, autocast_dtype
 
 # The tiny setting of every test: ResNet18 at quarter width, 64 px, fixed synthetic frames.
 TINY = {
@@ -108,6 +109,35 @@ def test_tiny_run_learns_segmentation_and_detection(tmp_path):
     assert float(end["mean_j"]) - float(start["mean_j"]) > 0.06
     assert float(end["f1_2px"]) - float(start["f1_2px"]) > 0.2
     assert summary["best_step"] == 300
+
+
+# --------------------------------------------------------------------------- precision
+
+
+def test_cpu_bfloat16_is_refused_on_a_cpu_without_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(export, "cpu_has_native_bfloat16", lambda: False)
+    with pytest.raises(ValueError, match="cpu_bf16"):
+        Trainer(_tiny(tmp_path, "cpu_bf16=true"), tmp_path / "run", progress=False)
+    assert autocast_dtype(torch.device("cpu"), amp=True, cpu_bf16=False) is None
+
+
+@pytest.mark.skipif(
+    not export.cpu_has_native_bfloat16(), reason="this CPU computes no bfloat16 natively"
+)
+def test_cpu_bfloat16_run_trains_in_bfloat16_and_keeps_float32_weights(tmp_path):
+    config = _tiny(tmp_path, "cpu_bf16=true", "val_every=6")
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    assert trainer.autocast_dtype == torch.bfloat16
+    seen = []
+    hook = trainer.network.projection.register_forward_hook(
+        lambda _m, _i, output: seen.append(output.dtype)
+    )
+    trainer.fit()
+    hook.remove()
+    assert set(seen) == {torch.bfloat16}  # training steps and the validation both autocast
+    assert all(p.dtype == torch.float32 for p in trainer.network.parameters())
+    rows = _rows(tmp_path / "run" / "train_log.csv")
+    assert len(rows) == 6 and all(math.isfinite(float(row["loss"])) for row in rows)
 
 
 # --------------------------------------------------------------------------- resume
@@ -242,6 +272,16 @@ def test_config_yaml_inherit_overrides_and_hash(tmp_path):
 def test_config_errors_name_the_key(tmp_path, override, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         _tiny(tmp_path, override)
+
+
+def test_every_shipped_config_loads():
+    folder = Path(__file__).resolve().parents[1] / "configs"
+    names = sorted(path.name for path in folder.glob("*.yaml"))
+    assert "paper.yaml" in names and "cpu_resnet34.yaml" in names
+    for name in names:
+        config = load_config(folder / name)
+        assert config.batch_size >= 1, name
+    assert load_config(folder / "cpu_resnet34.yaml").cpu_bf16
 
 
 def test_config_unknown_key_in_file(tmp_path):

@@ -183,8 +183,9 @@ class Tracker:
         tip_lookback: tip_direction is measured over this many model-input pixels of arc.
         threads: intra-op CPU threads during a call (0: torch's current setting).
         export_format: format a checkpoint is exported to for the native backend ("pt2", or "ts").
-        half: float16 on CUDA when a checkpoint is exported (an exported file keeps its own
-            precision).
+        half: 16-bit floats when a checkpoint is exported: float16 on CUDA, bfloat16 on a CPU
+            with native bfloat16 (:func:`cathtrack.export.half_dtype`; an exported file keeps
+            its own precision).
         temporal: track over consecutive calls (:class:`cathtrack.tracking.SequenceTracker`):
             stable ``track_id``s and Kalman-smoothed electrodes; call :meth:`reset` between
             sequences.
@@ -361,7 +362,9 @@ class _ReferencePipeline:
 
         self.device = device
         self.threads = threads
-        self.dtype = torch.float16 if half else torch.float32
+        from cathtrack.export import half_dtype
+
+        self.dtype = half_dtype(device) if half else torch.float32
         if source.suffix in _EXPORTED_SUFFIXES:
             from cathtrack.export import read_model_metadata
 
@@ -371,7 +374,7 @@ class _ReferencePipeline:
                 self.forward = torch.jit.load(str(source), map_location=device).eval()
             else:
                 self.forward = torch._inductor.aoti_load_package(str(source))
-            self.dtype = torch.float16 if self.metadata["dtype"] == "float16" else torch.float32
+            self.dtype = getattr(torch, self.metadata["dtype"])
         else:
             from cathtrack.checkpoint import load_model
 

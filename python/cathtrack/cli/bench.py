@@ -19,7 +19,8 @@ from pathlib import Path
 HELP = "time the native engine (.pt2, .ts) against the Python reference on the same frames"
 EXAMPLES = """  cathtrack bench
   cathtrack bench models/cathtrack_lite.safetensors --size 256 --frames 200 --threads 2
-  cathtrack bench model.safetensors --device cuda --json benchmarks/results/bench_gpu.json"""
+  cathtrack bench models/cathtrack_resnet34.safetensors --half   # adds a bfloat16 pt2 row
+  cathtrack bench model.safetensors --device cuda --half --json benchmarks/results/bench_gpu.json"""
 
 DEFAULT_JSON = Path("benchmarks/results/bench.json")
 # backend label -> Tracker arguments
@@ -44,6 +45,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--threads", type=int, default=0, help="intra-op CPU threads (default: torch's setting)"
     )
     parser.add_argument("--seed", type=int, default=0, help="scene seed of the frames (default 0)")
+    parser.add_argument(
+        "--half",
+        action="store_true",
+        help="also time a 16-bit pt2 export (float16 on CUDA, bfloat16 on the CPU)",
+    )
     parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"JSON output (default {DEFAULT_JSON})"
     )
@@ -107,7 +113,7 @@ def _cpu_name() -> str:
 
 def format_table(report: dict) -> str:
     header = (
-        f"{'backend':<12}"
+        f"{'backend':<16}"
         + "".join(f"{stage + ' med':>16}{'p99':>8}" for stage in STAGES)
         + f"{'frames/s':>10}{'pre+post':>10}"
     )
@@ -117,7 +123,7 @@ def format_table(report: dict) -> str:
             f"{summary[s]['median_ms']:>16.2f}{summary[s]['p99_ms']:>8.2f}" for s in STAGES
         )
         share = f"{100 * summary['pre_post_share']:.1f}%"
-        lines.append(f"{label:<12}{cells}{summary['frames_per_s']:>10.1f}{share:>10}")
+        lines.append(f"{label:<16}{cells}{summary['frames_per_s']:>10.1f}{share:>10}")
     lines.append("(ms; end_to_end = wall time of tracker(frame); pre+post = share of end to end)")
     for label, ratio in report["speedup_vs_python"].items():
         lines.append(f"speed-up {label} / python (median end to end): {ratio:.2f}x")
@@ -143,9 +149,12 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
+    backends = dict(BACKENDS)
+    if args.half:
+        backends["native pt2 half"] = {"backend": "native", "export_format": "pt2", "half": True}
     trackers = {}
     try:
-        for label, options in BACKENDS.items():
+        for label, options in backends.items():
             if options["backend"] == "native":
                 print(f"loading {label} (the first use exports the model, ~20 s)")
             trackers[label] = Tracker(model, device=args.device, threads=args.threads, **options)
@@ -168,8 +177,10 @@ def run(args: argparse.Namespace) -> int:
                 milliseconds[label][stage].append(result.timings[stage])
             milliseconds[label]["end_to_end"].append(elapsed_ms)
 
-    backends = {label: summarize(milliseconds[label]) for label in labels}
-    python_median = backends["python"]["end_to_end"]["median_ms"]
+    summaries = {label: summarize(milliseconds[label]) for label in labels}
+    for label in labels:
+        summaries[label]["dtype"] = trackers[label].metadata.get("dtype", "float32")
+    python_median = summaries["python"]["end_to_end"]["median_ms"]
     report = {
         "model": str(model),
         "size": args.size,
@@ -177,9 +188,9 @@ def run(args: argparse.Namespace) -> int:
         "warmup": args.warmup,
         "input_dtype": "uint16",
         "machine": machine_facts(device),
-        "backends": backends,
+        "backends": summaries,
         "speedup_vs_python": {
-            label: python_median / backends[label]["end_to_end"]["median_ms"]
+            label: python_median / summaries[label]["end_to_end"]["median_ms"]
             for label in labels
             if label != "python"
         },

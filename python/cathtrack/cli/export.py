@@ -14,6 +14,7 @@ HELP = "export a checkpoint to a .pt2 (AOTInductor) or .ts (TorchScript) model f
 EXAMPLES = """  cathtrack export runs/paper --format pt2
   cathtrack export models/cathtrack_resnet34.safetensors --format ts --out deploy/model.ts
   cathtrack export runs/paper/checkpoints/best --format pt2 --device cuda --half
+  cathtrack export models/cathtrack_resnet34.safetensors --format pt2 --half   # bfloat16 CPU
   (then: cathtrack.Tracker("runs/paper/checkpoints/best/model.pt2"))"""
 
 
@@ -21,7 +22,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("checkpoint", type=Path, help="model .safetensors/.json, checkpoint or run")
     parser.add_argument("--format", choices=("pt2", "ts"), default="pt2", help="(default pt2)")
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default cpu)")
-    parser.add_argument("--half", action="store_true", help="float16 weights (CUDA only)")
+    parser.add_argument(
+        "--half",
+        action="store_true",
+        help="16-bit weights and input: float16 on CUDA, bfloat16 on a CPU with native bfloat16",
+    )
     parser.add_argument(
         "--out", type=Path, help="model file to write (default: beside the weights, new suffix)"
     )

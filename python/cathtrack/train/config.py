@@ -198,6 +198,10 @@ class TrainConfig:
         steps: optimisation steps (exactly one of steps / epochs).
         epochs: or epochs over the training set.
         amp: mixed precision (float16 autocast + gradient scaling); only on CUDA.
+        cpu_bf16: on the CPU, bfloat16 autocast (no gradient scaling needed) where the CPU
+            computes bfloat16 natively (AVX512-BF16 or AMX; about 1.8x faster steps for
+            ResNet34); refused on a CPU without it, ignored on CUDA. Off by default so a run
+            gives the same numbers on every CPU.
         grad_clip: maximum gradient norm (null: no clipping).
         size_weight: lambda of the size L1 in the detection loss (paper eq. 7: 1).
         seed: model initialisation, data order and augmentation.
@@ -219,6 +223,7 @@ class TrainConfig:
     steps: int | None = None
     epochs: int | None = 100
     amp: bool = True
+    cpu_bf16: bool = False
     grad_clip: float | None = 10.0
     size_weight: float = 1.0
     seed: int = 0

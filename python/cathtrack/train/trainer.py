@@ -30,6 +30,7 @@ step; only rank 0 validates, logs and writes files.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -334,6 +335,38 @@ def build_strategy(
     )
 
 
+# --------------------------------------------------------------------------- precision
+
+
+def autocast_dtype(device: torch.device, amp: bool, cpu_bf16: bool) -> torch.dtype | None:
+    """The autocast dtype of a run: float16 on CUDA with ``amp``, bfloat16 on the CPU with
+    ``cpu_bf16``, else None (float32).
+
+    Raises:
+        ValueError: ``cpu_bf16`` on a CPU without native bfloat16 (emulated, it would be slower
+            than float32).
+    """
+    if device.type == "cuda":
+        return torch.float16 if amp else None
+    if device.type == "cpu" and cpu_bf16:
+        from cathtrack.export import cpu_has_native_bfloat16
+
+        if not cpu_has_native_bfloat16():
+            raise ValueError(
+                "cpu_bf16: this CPU has no native bfloat16 (AVX512-BF16 or AMX); "
+                "set cpu_bf16: false"
+            )
+        return torch.bfloat16
+    return None
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """torch.autocast for ``dtype``, or a no-op for None."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
 # --------------------------------------------------------------------------- validation
 
 
@@ -343,9 +376,11 @@ def validate(
     samples: list[Sample],
     device: torch.device,
     batch_size: int,
-    amp: bool = False,
+    dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
     """Validation metrics (cathtrack.metrics.evaluate) + ``mean_kpi`` = mean(AP, mean J).
+
+    ``dtype``: the autocast dtype of training (:func:`autocast_dtype`), None for float32.
 
     Returns:
         dict with :data:`VALIDATION_METRICS` and ``mean_kpi`` (the paper's mean KPI, a fraction;
@@ -358,8 +393,8 @@ def validate(
     for first in range(0, len(samples), batch_size):
         chunk = samples[first : first + batch_size]
         images = torch.from_numpy(np.stack([s.image for s in chunk])[:, None]).to(device)
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
-            segmentation, heatmap, size = model(images)
+        with autocast(device, dtype):
+            segmentation, heatmap, size = (output.float() for output in model(images))
         for i in range(len(chunk)):
             predictions.append(decode(segmentation[i], heatmap[i], size[i], settings))
     model.train(was_training)
@@ -532,7 +567,7 @@ class Trainer:
         self.device = select_device(config.device, self.distributed.local_rank)
         if config.threads is not None:
             torch.set_num_threads(config.threads)
-        self.amp = config.amp and self.device.type == "cuda"
+        self.autocast_dtype = autocast_dtype(self.device, config.amp, config.cpu_bf16)
         self.progress = progress and self.distributed.is_main
         self.stages = resolve_stages(config)
         augment = config.data.augment
@@ -678,7 +713,10 @@ class Trainer:
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: learning_rate_factor(step, length, config.schedule)
         )
-        scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+        # Gradient scaling guards float16's narrow exponent; bfloat16 has float32's.
+        scaler = torch.amp.GradScaler(
+            self.device.type, enabled=self.autocast_dtype == torch.float16
+        )
         strategy = self.strategy = build_strategy(stage.prioritization, num_samples, length)
         if local_start > 0:  # resuming inside this stage: restore its optimisation state
             directory = self.resume_from
@@ -694,7 +732,7 @@ class Trainer:
             tick = time.perf_counter()
             epoch = sampler.epoch(local_step)
             batch = to_device(batch, self.device)
-            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):
+            with autocast(self.device, self.autocast_dtype):
                 raw_outputs = self.model(batch["image"])
             outputs = tuple(output.float() for output in raw_outputs)
             losses, loss_parts = task_losses(outputs, batch, config.size_weight)
@@ -709,7 +747,7 @@ class Trainer:
                 shared_parameters=shared,
             )
             strategy.sync()
-            if not self.amp and not torch.isfinite(result.total):
+            if not scaler.is_enabled() and not torch.isfinite(result.total):
                 raise FloatingPointError(
                     f"the loss is {float(result.total)} at step {self.state.step}; lower "
                     "optimizer.lr or set grad_clip"
@@ -775,7 +813,11 @@ class Trainer:
             )
             self.val_samples = [data[i] for i in range(len(data))]
         metrics = validate(
-            self.network, self.val_samples, self.device, self.config.batch_size, self.amp
+            self.network,
+            self.val_samples,
+            self.device,
+            self.config.batch_size,
+            self.autocast_dtype,
         )
         self.state.last_metrics = {"step": step, **metrics}
         improved = step > 0 and metrics["mean_kpi"] > self.state.best_metric

@@ -206,6 +206,7 @@ FrameResult Engine::Impl::run(const FrameView& frame, std::uint8_t* mask_out) {
   at::Tensor batch = at::from_blob(const_cast<float*>(input), {1, 1, size, size}, at::kFloat);
   if (device.is_cuda()) batch = batch.to(device);
   if (model->spec().precision == Precision::kFloat16) batch = batch.to(at::kHalf);
+  if (model->spec().precision == Precision::kBFloat16) batch = batch.to(at::kBFloat16);
   const auto preprocessed = Clock::now();
 
   std::vector<at::Tensor> outputs = model->forward(batch);

@@ -225,9 +225,11 @@ ModelSpec check_metadata(const Metadata& metadata, const std::string& format,
     spec.precision = Precision::kFloat32;
   } else if (dtype == "float16") {
     spec.precision = Precision::kFloat16;
+  } else if (dtype == "bfloat16") {
+    spec.precision = Precision::kBFloat16;
   } else {
     throw ModelFileError(source + ": metadata dtype '" + dtype +
-                         "' is not supported (float32 or float16)");
+                         "' is not supported (float32, float16 or bfloat16)");
   }
   spec.device = require(metadata, "device", source);
   if (spec.device != "cpu" && spec.device != "cuda") {

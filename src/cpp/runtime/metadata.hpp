@@ -33,7 +33,7 @@ inline constexpr const char* kHeads = "segmentation_logits,center_heatmap,size";
 inline constexpr const char* kOutputStrides = "1,4,4";
 inline constexpr const char* kTorchScriptMetadataRecord = "cathtrack.json";
 
-enum class Precision { kFloat32, kFloat16 };
+enum class Precision { kFloat32, kFloat16, kBFloat16 };
 
 // What the engine needs to know about a model, checked against what this build understands.
 struct ModelSpec {
