@@ -292,8 +292,26 @@ def test_classify_catheter_degenerate_inputs():
     assert pp.classify_catheter(np.zeros((0, 2), np.float32)) == ("unknown", 0.0)
     assert pp.classify_catheter(np.array([[3.0, 4.0]])) == ("unknown", 0.0)
     assert pp.classify_catheter(np.ones((3, 2))) == ("unknown", 0.0)
-    found, _ = pp.classify_catheter(np.array([[0.0, 0.0], [0.0, 12.0]]))
+    found, score = pp.classify_catheter(np.array([[0.0, 0.0], [0.0, 12.0]]))
     assert found == "pacing_lead" and found in DEVICE_TYPES
+    # Two electrodes fit every device: the pacing lead wins on coverage but must not claim
+    # certainty. Its share of the types' best fits: 1 / sum(2 / n of the shortest template of
+    # each type).
+    shortest = {}
+    for variant in CATALOGUE:
+        count = len(variant.electrode_centres_mm)
+        shortest[variant.type] = min(shortest.get(variant.type, count), count)
+    expected = 1.0 / sum(2.0 / count for count in shortest.values())
+    assert score == pytest.approx(expected, rel=1e-5) and score < 0.5
+
+
+def test_classify_catheter_is_confident_only_where_one_type_fits():
+    decapolar = next(v for v in CATALOGUE if v.type == "cs_decapolar")
+    arc = np.asarray(decapolar.electrode_centres_mm, np.float32) * 3.0
+    xy = np.stack([np.zeros_like(arc), arc], axis=1)
+    assert pp.classify_catheter(xy) == ("cs_decapolar", pytest.approx(1.0, abs=0.1))
+    found, score = pp.classify_catheter(xy[:3])  # three electrodes of ten: many devices fit
+    assert score < 0.5, (found, score)
 
 
 # ---- bad inputs, threads, build info ------------------------------------------------------------

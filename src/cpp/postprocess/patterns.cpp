@@ -82,9 +82,13 @@ Classification classify_spacing(const Point* ordered, int count,
       std::inner_product(observed.begin(), observed.end(), observed.begin(), 0.0f);
   if (!(observed_norm_sq > 0.0f) || !std::isfinite(observed_norm_sq)) return best;
   const std::size_t gaps = observed.size();
+  // The best match of each type; the winner's score is then discounted by its share of all
+  // types' best matches, so a pattern several devices fit (two electrodes fit every template
+  // perfectly) gets a low confidence instead of 1.
+  std::vector<float> type_best;
   for (std::size_t t = 0; t < templates.size(); ++t) {
     const std::vector<float>& spacing = templates[t].spacing;
-    if (spacing.size() < gaps) continue;
+    if (spacing.size() < gaps || templates[t].type < 0) continue;
     const float coverage = static_cast<float>(count) / static_cast<float>(spacing.size() + 1);
     for (std::size_t offset = 0; offset + gaps <= spacing.size(); ++offset) {
       const float* w = spacing.data() + offset;
@@ -102,9 +106,14 @@ Classification classify_spacing(const Point* ordered, int count,
       }
       const float relative = std::sqrt(residual_sq / observed_norm_sq) / tolerance;
       const float score = std::exp(-0.5f * relative * relative) * coverage;
+      const auto type = static_cast<std::size_t>(templates[t].type);
+      if (type >= type_best.size()) type_best.resize(type + 1, 0.0f);
+      type_best[type] = std::max(type_best[type], score);
       if (score > best.score) best = {templates[t].type, static_cast<std::int32_t>(t), score};
     }
   }
+  const float total = std::accumulate(type_best.begin(), type_best.end(), 0.0f);
+  if (best.type >= 0 && total > 0.0f) best.score *= best.score / total;
   return best;
 }
 

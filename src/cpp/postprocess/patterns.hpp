@@ -34,7 +34,7 @@ struct SpacingTemplate {
 struct Classification {
   std::int32_t type;     // the best template's type, -1 when nothing matches
   std::int32_t variant;  // index of the best template, -1 when nothing matches
-  float score;           // in [0, 1]: shape agreement x fraction of the template observed
+  float score;           // in [0, 1]: fit x its share of all types' fits (see classify_spacing)
 };
 
 // Matches the ordered electrodes' consecutive distances against every template.
@@ -42,9 +42,12 @@ struct Classification {
 // For a template of n electrodes and m <= n observed ones, each window of m-1 consecutive template
 // spacings w is compared with the observed spacings g after the least-squares scale
 // s = (g.w)/(w.w): relative residual e = |g - s w| / |g|, shape = exp(-(e / tolerance)^2 / 2).
-// score = shape * m / n, so a partial view of a long device scores lower than a full view of a
+// fit = shape * m / n, so a partial view of a long device scores lower than a full view of a
 // short one with the same pattern. Templates with fewer electrodes than observed are skipped.
-// Fewer than two electrodes give {-1, -1, 0}. Ties keep the earlier template.
+// The best fit names the type; its score is fit * fit / (sum over types of each type's best
+// fit): 1 only for a good, complete fit no other type shares, lower where the pattern is
+// ambiguous (two electrodes fit every device). Fewer than two electrodes give {-1, -1, 0}.
+// Ties keep the earlier template.
 Classification classify_spacing(const Point* ordered, int count,
                                 const std::vector<SpacingTemplate>& templates,
                                 float tolerance = 0.15f);
