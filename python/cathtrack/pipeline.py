@@ -157,9 +157,13 @@ def predict(
     settings: DecodeSettings = DecodeSettings(),
     device: str | torch.device = "cpu",
 ) -> list[Prediction]:
-    """Runs the whole reference pipeline on frames of any size; results in each frame's pixels."""
+    """Runs the whole reference pipeline on frames of any size; results in each frame's pixels.
+
+    The input is cast to the dtype of the model's weights (a bfloat16 or float16 network).
+    """
     batch = np.stack([preprocess(frame, size) for frame in frames])[:, None]
-    segmentation, heatmap, sizes = model(torch.from_numpy(batch).to(device))
+    dtype = next(model.parameters()).dtype
+    segmentation, heatmap, sizes = model(torch.from_numpy(batch).to(device, dtype))
     return [
         to_frame(decode(segmentation[i], heatmap[i], sizes[i], settings), frame.shape[:2], size)
         for i, frame in enumerate(frames)

@@ -43,6 +43,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--batch", type=int, default=8, help="frames per forward pass (default 8)")
     parser.add_argument(
+        "--half",
+        action="store_true",
+        help="16-bit network: float16 on CUDA, bfloat16 on a CPU with native bfloat16",
+    )
+    parser.add_argument(
         "--score-threshold",
         type=float,
         default=0.3,
@@ -77,7 +82,8 @@ def forward_fps(model, size: int, device: str, repeats: int = 30) -> float:
     """Frames/s of the forward pass alone at batch 1 (median of ``repeats`` timed runs)."""
     import torch
 
-    frame = torch.rand(1, 1, size, size, device=device)
+    dtype = next(model.parameters()).dtype
+    frame = torch.rand(1, 1, size, size, device=device, dtype=dtype)
     times = []
     with torch.inference_mode():
         for i in range(repeats + 3):
@@ -226,6 +232,10 @@ def run(args: argparse.Namespace) -> int:
     model_path = resolve_model(args.model)
     try:
         model, metadata = load_model(model_path, device)
+        if args.half:
+            from cathtrack.export import half_dtype
+
+            model = model.to(half_dtype(device))
         reader = open_reader(args.data)
     except (FileNotFoundError, ValueError) as error:
         raise CliError(str(error)) from error
@@ -263,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
         data=str(args.data),
         device=device,
         input_size=size,
+        dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
         torch_threads=torch.get_num_threads(),
     )
     print(format_table(metrics))
