@@ -224,14 +224,27 @@ def test_centerline_of_a_drawn_curve_is_ordered_and_has_its_length(seed):
     assert np.all(np.diff(parameter) <= 0) or np.mean(np.diff(parameter) <= 0) > 0.97
 
 
-def test_centerline_prunes_spurs_at_junctions():
+def test_centerline_t_junction_keeps_the_trunk_and_the_side_branch():
     mask = np.zeros((100, 120), np.uint8)
     mask[50, 10:110] = 1  # trunk, 100 px
-    mask[20:50, 60] = 1  # a 30 px side arm joining it
+    mask[20:50, 60] = 1  # a 30 px side arm ending on it: a device touching the trunk's side
+    lines = pp.trace_centerlines(mask, min_length=10)
+    assert len(lines) == 2
+    side, trunk = lines  # raster order of the first point: (60, 49) before (10, 50)
+    assert len(trunk) == 100 and np.all(trunk[:, 1] == 50)
+    assert polyline_length(trunk) == pytest.approx(99.0)
+    # the side branch runs from the junction out to its free end
+    np.testing.assert_array_equal(side[:, 0], 60)
+    np.testing.assert_array_equal(side[:, 1], np.arange(49, 19, -1))
+
+
+def test_centerline_prunes_short_spurs():
+    mask = np.zeros((100, 120), np.uint8)
+    mask[50, 10:110] = 1
+    mask[46:50, 60] = 1  # a 4 px spur
     lines = pp.trace_centerlines(mask, min_length=10)
     assert len(lines) == 1
     assert len(lines[0]) == 100 and np.all(lines[0][:, 1] == 50)
-    assert polyline_length(lines[0]) == pytest.approx(99.0)
 
 
 def test_centerlines_one_per_component_and_short_ones_dropped():
@@ -244,6 +257,143 @@ def test_centerlines_one_per_component_and_short_ones_dropped():
     np.testing.assert_array_equal(
         lines[0][[0, -1]], [[59, 10], [5, 10]]
     )  # end farther from the border first
+
+
+def draw_strokes(shape, curves, width):
+    mask = np.zeros(shape, np.uint8)
+    for curve in curves:
+        cv2.polylines(mask, [np.round(curve * 16).astype(np.int32)], False, 1, width, cv2.LINE_8, 4)
+    return mask
+
+
+def resample(curve, n=2000):
+    arc = np.concatenate([[0], np.cumsum(np.linalg.norm(np.diff(curve, axis=0), axis=1))])
+    at = np.linspace(0, arc[-1], n)
+    return np.stack([np.interp(at, arc, curve[:, k]) for k in (0, 1)], axis=1)
+
+
+def distances_to(points, curve):
+    """Distance from each point to the nearest point of a densely resampled curve."""
+    return np.linalg.norm(points[:, None, :] - resample(curve)[None, :, :], axis=2).min(axis=1)
+
+
+def crossing_curves(rng, angle, shape=(160, 160)):
+    """Two gently bent curves, 80-110 px long, crossing near the image centre at `angle` degrees."""
+    h, w = shape
+    t = np.linspace(-1, 1, 200)[:, None]
+    while True:
+        centre = rng.uniform(0.35, 0.65, 2) * [w, h]
+        base = rng.uniform(0, np.pi)
+        curves = []
+        for heading in (base, base + np.deg2rad(angle)):
+            along = np.array([np.cos(heading), np.sin(heading)])
+            across = np.array([-along[1], along[0]])
+            half_length, bend = rng.uniform(40, 55), rng.uniform(-6, 6)
+            curves.append(centre + t * half_length * along + t**2 * bend * across)
+        if all(((c >= 8) & (c <= [w - 9, h - 9])).all() for c in curves):
+            return curves
+
+
+def assert_follows(line, curve):
+    """The polyline lies on the curve (end points: within the stroke's end cap) and covers it from
+    end to end."""
+    off = distances_to(line, curve)
+    assert off[2:-2].max() < 2.0 and off.max() < 4.0, off.max()
+    assert distances_to(resample(curve, 400), line).max() < 3.0
+
+
+@pytest.mark.parametrize("angle", [30, 45, 60, 90])
+@pytest.mark.parametrize("width", [3, 5])
+@pytest.mark.parametrize("seed", range(4))
+def test_crossing_catheters_give_one_centerline_each(angle, width, seed):
+    rng = np.random.default_rng(100 * angle + 10 * width + seed)
+    curves = crossing_curves(rng, angle)
+    lines = pp.trace_centerlines(pp.thin(draw_strokes((160, 160), curves, width)), min_length=10)
+    assert len(lines) == 2
+    # each polyline belongs to a different curve and follows it through the crossing
+    owner = [int(np.argmin([distances_to(line, c).max() for c in curves])) for line in lines]
+    assert sorted(owner) == [0, 1]
+    for line, k in zip(lines, owner, strict=True):
+        assert_follows(line, curves[k])
+
+
+def test_crossing_catheters_entering_from_the_border_start_at_their_tips():
+    shape = (256, 256)
+    t = np.linspace(0, 1, 200)[:, None]
+    # two devices entering at the bottom edge, crossing at ~50 degrees, tips inside the image
+    first = np.array([60.0, 255.0]) + t * [150, -170] + np.sin(np.pi * t) * [0, -20]
+    second = np.array([200.0, 255.0]) + t * [-130, -190] + np.sin(np.pi * t) * [-15, 0]
+    lines = pp.trace_centerlines(pp.thin(draw_strokes(shape, [first, second], 5)), min_length=10)
+    assert len(lines) == 2
+    by_curve = sorted(lines, key=lambda line: distances_to(line, first).max())
+    for line, curve in zip(by_curve, (first, second), strict=True):
+        assert_follows(line, curve)
+        assert np.linalg.norm(line[0] - curve[-1]) < 4.0  # the tip first
+        assert line[-1][1] >= 252  # the end at the border last
+
+
+def test_t_junction_of_drawn_catheters_gives_the_trunk_and_the_side_device():
+    t = np.linspace(0, 1, 200)[:, None]
+    trunk = np.array([20.0, 90.0]) + t * [160, 0] + np.sin(np.pi * t) * [0, -12]
+    side = np.array([150.0, 10.0]) + t * [-45, 68]  # ends on the trunk at ~60 degrees
+    lines = pp.trace_centerlines(pp.thin(draw_strokes((140, 200), [trunk, side], 5)), min_length=10)
+    assert len(lines) == 2
+    trunk_line, side_line = sorted(lines, key=len, reverse=True)
+    assert_follows(trunk_line, trunk)
+    # the side device runs from its free end to the junction, inside the trunk's stroke
+    assert distances_to(side_line, side).max() < 2.0
+    assert min(distances_to(side_line[[0, -1]], trunk)) < 5 / 2 + 1
+    outside_trunk = resample(side, 400)
+    outside_trunk = outside_trunk[distances_to(outside_trunk, trunk) > 5]
+    assert distances_to(outside_trunk, side_line).max() < 3.0
+
+
+def test_spur_on_a_drawn_catheter_is_pruned():
+    t = np.linspace(0, 1, 200)[:, None]
+    curve = np.array([20.0, 100.0]) + t * [150, -60]
+    stub = np.array([[95.0, 70.0], [99.0, 64.0]])  # pokes ~4 px out of the 5 px stroke
+    skeleton = pp.thin(draw_strokes((140, 200), [curve, stub], 5))
+    lines = pp.trace_centerlines(skeleton, min_length=10)
+    assert len(lines) == 1
+    assert_follows(lines[0], curve)
+
+
+def test_closed_loop_gives_one_centerline_around_it():
+    mask = np.zeros((120, 120), np.uint8)
+    cv2.circle(mask, (60, 55), 35, 1, 4)
+    lines = pp.trace_centerlines(pp.thin(mask), min_length=10)
+    assert len(lines) == 1
+    ring = lines[0]
+    circumference = 2 * np.pi * 35
+    closing = np.linalg.norm(ring[-1] - ring[0])
+    assert closing <= np.sqrt(2) + 1e-6  # all the way round
+    assert polyline_length(ring) + closing == pytest.approx(circumference, rel=0.03)
+    assert np.abs(np.linalg.norm(ring - [60, 55], axis=1) - 35).max() < 1.5
+
+
+def test_catheter_crossing_itself_gives_one_centerline_through_its_loop():
+    # a nodal cubic: a tail, a loop crossing itself at ~70 degrees, another tail
+    t = np.linspace(-1.45, 1.5, 600)
+    curve = np.stack([70 + 50 * (t**2 - 1), 100 + 35 * t * (t**2 - 1)], axis=1)
+    lines = pp.trace_centerlines(pp.thin(draw_strokes((200, 200), [curve], 3)), min_length=10)
+    assert len(lines) == 1
+    assert_follows(lines[0], curve)
+    assert polyline_length(lines[0]) == pytest.approx(polyline_length(curve), rel=0.03)
+
+
+def test_centerlines_are_deterministic_and_in_raster_order_of_their_first_point():
+    rng = np.random.default_rng(5)
+    curves = crossing_curves(rng, 50) + [c + [170, 0] for c in crossing_curves(rng, 80)]
+    skeleton = pp.thin(draw_strokes((160, 330), curves, 4))
+    lines = pp.trace_centerlines(skeleton, min_length=10)
+    assert len(lines) == 4
+    starts = np.array([line[0] for line in lines]).astype(int)  # end points are skeleton pixels
+    assert np.all(skeleton[starts[:, 1], starts[:, 0]] == 1)
+    assert np.all(np.diff(starts[:, 1] * 330 + starts[:, 0]) > 0)
+    again = pp.trace_centerlines(skeleton.copy(), min_length=10)
+    assert len(again) == len(lines)
+    for first, second in zip(lines, again, strict=True):
+        np.testing.assert_array_equal(first, second)
 
 
 # ---- electrode assignment and catheter type ---------------------------------------------------

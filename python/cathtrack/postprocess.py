@@ -160,15 +160,15 @@ def thin(mask: np.ndarray | torch.Tensor, *, device: str = "cpu"):
 
 
 def trace_centerlines(skeleton: np.ndarray, min_length: float = 10.0) -> list[np.ndarray]:
-    """Ordered centerlines, one per 8-connected skeleton component of traced length >= min_length.
+    """Ordered centerlines, one per device, also where devices cross (docs/postprocess.md).
 
-    Each component's centerline is its longest geodesic path (steps of 1 and sqrt(2) px), found by
-    two Dijkstra sweeps. Junction handling: at a junction the path continues along the arm that
-    makes it longest; the other arms (thinning spurs, the stub of a crossing device) are pruned.
-    A closed loop gives the longest geodesic path around it. The polyline starts at its end
-    farthest from the image border (catheters enter from an edge, so that end is the distal tip);
-    equal distances put the end with the smaller raster index first. The pixel path is smoothed
-    by a 5-pixel moving average with fixed end points, which removes the staircase of 8-connected
+    The skeleton is read as a graph of junction clusters and branches; spurs shorter than 6 px are
+    dropped, and at each junction the arms are paired by direction (most nearly straight through,
+    bending <= 60 degrees), so an X crossing gives two polylines, a T the through path and a side
+    branch, and a closed loop one polyline all the way round. A polyline starts at its end farthest
+    from the image border (catheters enter from an edge, so that end is the distal tip); equal
+    distances put the end with the smaller raster index first. The pixel path is smoothed by a
+    5-pixel moving average with fixed end points, which removes the staircase of 8-connected
     steps (up to 8 % too long) so arc lengths along the polyline are true lengths.
 
     Args:
@@ -176,8 +176,8 @@ def trace_centerlines(skeleton: np.ndarray, min_length: float = 10.0) -> list[np
         min_length: shortest centerline kept, in pixels of arc length.
 
     Returns:
-        list of (M, 2) float32 (x, y) polylines, distal -> proximal, in raster order of their
-        component's first pixel.
+        list of (M, 2) float32 (x, y) polylines of traced length >= min_length, distal ->
+        proximal, in raster order of their first point (ties: of their last).
     """
     return list(_native.trace_centerlines(_as_binary(skeleton, "skeleton"), float(min_length)))
 

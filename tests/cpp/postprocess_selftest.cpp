@@ -163,6 +163,58 @@ void test_peaks(std::mt19937& rng) {
   }
 }
 
+// Pixels within width / 2 of the segment (x0, y0) - (x1, y1): a catheter drawn as a thick stroke.
+void draw_stroke(Image& image, int h, int w, float x0, float y0, float x1, float y1, float width) {
+  const float dx = x1 - x0, dy = y1 - y0, squared = dx * dx + dy * dy;
+  for (int r = 0; r < h; ++r) {
+    for (int c = 0; c < w; ++c) {
+      const float t = std::clamp(((c - x0) * dx + (r - y0) * dy) / squared, 0.0f, 1.0f);
+      if (std::hypot(c - x0 - t * dx, r - y0 - t * dy) <= width / 2) image[r * w + c] = 1;
+    }
+  }
+}
+
+float distance_to_segment(const pp::Point& p, float x0, float y0, float x1, float y1) {
+  const float dx = x1 - x0, dy = y1 - y0;
+  const float t = std::clamp(((p.x - x0) * dx + (p.y - y0) * dy) / (dx * dx + dy * dy), 0.0f, 1.0f);
+  return std::hypot(p.x - x0 - t * dx, p.y - y0 - t * dy);
+}
+
+// Invariants of any trace: end points are skeleton pixels; points stay inside the image and move
+// at most one 8-connected step at a time (the smoothing averages such steps); the traced length is
+// at least min_length.
+bool valid_trace(const std::vector<pp::Polyline>& traced, const Image& skeleton, int h, int w,
+                 float min_length) {
+  bool ok = true;
+  for (const auto& polyline : traced) {
+    if (polyline.empty()) return false;
+    for (const pp::Point& end : {polyline.front(), polyline.back()}) {
+      const int r = static_cast<int>(end.y), c = static_cast<int>(end.x);
+      ok &= end.x == static_cast<float>(c) && end.y == static_cast<float>(r);
+      ok &= r >= 0 && r < h && c >= 0 && c < w && skeleton[r * w + c];
+    }
+    float length = 0.0f;
+    for (std::size_t i = 0; i < polyline.size(); ++i) {
+      ok &= polyline[i].x >= 0.0f && polyline[i].x <= w - 1.0f;
+      ok &= polyline[i].y >= 0.0f && polyline[i].y <= h - 1.0f;
+      if (i > 0) {
+        const float step =
+            std::hypot(polyline[i].x - polyline[i - 1].x, polyline[i].y - polyline[i - 1].y);
+        ok &= step <= 1.41422f;
+        length += step;
+      }
+    }
+    // Smoothing only shortens the pixel path, whose length passed the filter.
+    ok &= polyline.size() == 1 || length <= static_cast<float>(polyline.size()) * 1.41422f;
+    ok &= min_length <= 0.0f || polyline.size() > 1;
+  }
+  for (std::size_t i = 1; i < traced.size(); ++i) {
+    const auto index = [w](const pp::Point& p) { return static_cast<int>(p.y) * w + p.x; };
+    ok &= index(traced[i - 1].front()) <= index(traced[i].front());
+  }
+  return ok;
+}
+
 void test_centerlines(std::mt19937& rng) {
   // A straight diagonal-free line of 30 pixels traces to 30 points, distal end inside.
   const int h = 20, w = 40;
@@ -176,31 +228,113 @@ void test_centerlines(std::mt19937& rng) {
   }
   check(pp::trace_centerlines(line.data(), h, w, 100.0f).empty(), "short lines dropped");
   check(pp::trace_centerlines(nullptr, 0, 0, 1.0f).empty(), "empty skeleton");
-  std::uniform_int_distribution<int> size(1, 48);
-  for (int trial = 0; trial < 100; ++trial) {
-    const int hh = size(rng), ww = size(rng);
-    Image skeleton = random_blobs(rng, hh, ww);
-    pp::thin(skeleton.data(), hh, ww);
-    bool ok = true;
-    for (const auto& polyline : pp::trace_centerlines(skeleton.data(), hh, ww, 0.0f)) {
-      // End points are skeleton pixels; smoothed points stay inside the image and move at most
-      // one 8-connected step at a time.
-      for (const pp::Point& end : {polyline.front(), polyline.back()}) {
-        const int r = static_cast<int>(end.y), c = static_cast<int>(end.x);
-        ok &= end.x == static_cast<float>(c) && end.y == static_cast<float>(r);
-        ok &= r >= 0 && r < hh && c >= 0 && c < ww && skeleton[r * ww + c];
-      }
-      for (std::size_t i = 0; i < polyline.size(); ++i) {
-        ok &= polyline[i].x >= 0.0f && polyline[i].x <= ww - 1.0f;
-        ok &= polyline[i].y >= 0.0f && polyline[i].y <= hh - 1.0f;
-        if (i > 0) {
-          ok &= std::hypot(polyline[i].x - polyline[i - 1].x, polyline[i].y - polyline[i - 1].y) <=
-                1.41422f;
+
+  // Two 5 px strokes crossing at 40, 60 and 90 degrees: one polyline on each.
+  for (const float angle : {40.0f, 60.0f, 90.0f}) {
+    const int size = 100;
+    const float half = 0.5f * angle * 3.14159265f / 180.0f, reach = 40.0f;
+    const float ends[2][4] = {{50 - reach * std::sin(half), 50 - reach * std::cos(half),
+                               50 + reach * std::sin(half), 50 + reach * std::cos(half)},
+                              {50 + reach * std::sin(half), 50 - reach * std::cos(half),
+                               50 - reach * std::sin(half), 50 + reach * std::cos(half)}};
+    Image crossing(size * size, 0);
+    for (const auto& e : ends) draw_stroke(crossing, size, size, e[0], e[1], e[2], e[3], 5.0f);
+    pp::thin(crossing.data(), size, size);
+    traced = pp::trace_centerlines(crossing.data(), size, size, 10.0f);
+    check(traced.size() == 2, "a crossing gives two polylines", static_cast<int>(angle));
+    int on_own_stroke = 0;
+    for (const auto& polyline : traced) {
+      for (const auto& e : ends) {
+        bool follows = distance_to_segment(polyline.front(), e[0], e[1], e[2], e[3]) < 3.5f &&
+                       distance_to_segment(polyline.back(), e[0], e[1], e[2], e[3]) < 3.5f;
+        for (std::size_t i = 2; i + 2 < polyline.size(); ++i) {
+          follows &= distance_to_segment(polyline[i], e[0], e[1], e[2], e[3]) < 2.0f;
         }
+        on_own_stroke += follows;
       }
     }
-    check(ok, "traced polylines stay on the skeleton's path", trial);
+    check(on_own_stroke == 2, "each crossing polyline follows its own stroke",
+          static_cast<int>(angle));
   }
+
+  // A T (a device ending on the side of another) gives the trunk and the side branch; a 3 px
+  // spur is pruned; a ring gives one polyline all the way round.
+  const int size = 60;
+  Image t_junction(size * size, 0);
+  for (int c = 5; c < 55; ++c) t_junction[30 * size + c] = 1;
+  for (int r = 10; r < 30; ++r) t_junction[r * size + 25] = 1;
+  traced = pp::trace_centerlines(t_junction.data(), size, size, 5.0f);
+  check(traced.size() == 2, "a T gives two polylines", static_cast<int>(traced.size()));
+  check(traced.size() == 2 && traced[1].size() == 50, "the trunk of the T is whole");
+  for (int r = 10; r < 27; ++r) t_junction[r * size + 25] = 0;
+  traced = pp::trace_centerlines(t_junction.data(), size, size, 5.0f);
+  check(traced.size() == 1 && traced[0].size() == 50, "a spur is pruned");
+  Image ring(size * size, 0);
+  for (int k = 0; k < 720; ++k) {
+    const float a = static_cast<float>(k) * 3.14159265f / 360.0f;
+    ring[static_cast<int>(std::lround(30 + 20 * std::sin(a))) * size +
+         static_cast<int>(std::lround(30 + 20 * std::cos(a)))] = 1;
+  }
+  pp::thin(ring.data(), size, size);
+  traced = pp::trace_centerlines(ring.data(), size, size, 5.0f);
+  check(traced.size() == 1, "a ring gives one polyline", static_cast<int>(traced.size()));
+  if (traced.size() == 1) {
+    const pp::Point first = traced[0].front(), last = traced[0].back();
+    check(std::hypot(first.x - last.x, first.y - last.y) <= 1.41422f, "around the whole ring");
+  }
+
+  // Edge cases: all-ones images (every pixel a junction), lines along the border.
+  for (const auto& shape : std::vector<std::pair<int, int>>{
+           {1, 1}, {1, 9}, {9, 1}, {2, 2}, {3, 3}, {2, 40}, {17, 23}}) {
+    const Image full(static_cast<std::size_t>(shape.first) * shape.second, 1);
+    traced = pp::trace_centerlines(full.data(), shape.first, shape.second, 0.0f);
+    check(traced.size() == 1, "an all-ones image gives one polyline",
+          shape.first * 100 + shape.second);
+    check(valid_trace(traced, full, shape.first, shape.second, 0.0f), "all-ones trace is valid",
+          shape.first * 100 + shape.second);
+  }
+  Image frame(size * size, 0);
+  for (int k = 0; k < size; ++k) {
+    frame[k] = frame[(size - 1) * size + k] = frame[k * size] = frame[k * size + size - 1] = 1;
+  }
+  traced = pp::trace_centerlines(frame.data(), size, size, 5.0f);
+  // Around the whole frame, cutting the four corner pixels (the shortest path through a corner).
+  check(traced.size() == 1 && traced[0].size() == 4 * (size - 2), "a frame along the border");
+
+  // Random inputs: thinned blobs, thinned random strokes, and raw noise that is no skeleton at all
+  // (dense junction clusters, loops, many-armed clusters).
+  std::uniform_int_distribution<int> image_size(1, 48);
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  for (int trial = 0; trial < 600; ++trial) {
+    const int hh = image_size(rng), ww = image_size(rng);
+    Image skeleton;
+    if (trial % 3 == 0) {
+      skeleton = random_blobs(rng, hh, ww);
+      pp::thin(skeleton.data(), hh, ww);
+    } else if (trial % 3 == 1) {
+      skeleton.assign(static_cast<std::size_t>(hh) * ww, 0);
+      for (int k = static_cast<int>(rng() % 6); k > 0; --k) {
+        draw_stroke(skeleton, hh, ww, unit(rng) * ww, unit(rng) * hh, unit(rng) * ww,
+                    unit(rng) * hh, 1.0f + 5.0f * unit(rng));
+      }
+      pp::thin(skeleton.data(), hh, ww);
+    } else {
+      const float density = unit(rng);
+      skeleton.assign(static_cast<std::size_t>(hh) * ww, 0);
+      for (auto& pixel : skeleton) pixel = unit(rng) < density;
+    }
+    const float min_length = trial % 2 ? 0.0f : 8.0f;
+    const auto lines = pp::trace_centerlines(skeleton.data(), hh, ww, min_length);
+    check(valid_trace(lines, skeleton, hh, ww, min_length), "random trace is valid", trial);
+    check(pp::trace_centerlines(skeleton.data(), hh, ww, min_length).size() == lines.size(),
+          "tracing is deterministic", trial);
+  }
+  // One large noisy image, where clusters have many arms and merge across short bridges.
+  const int big = 256;
+  Image noise(big * big, 0);
+  for (auto& pixel : noise) pixel = unit(rng) < 0.35f;
+  check(valid_trace(pp::trace_centerlines(noise.data(), big, big, 0.0f), noise, big, big, 0.0f),
+        "large noise trace is valid");
 }
 
 void test_patterns(std::mt19937& rng) {

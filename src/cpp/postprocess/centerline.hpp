@@ -13,21 +13,32 @@ struct Point {
 
 using Polyline = std::vector<Point>;
 
-// One ordered polyline per 8-connected skeleton component whose traced length is >= min_length
-// pixels (arc length with steps of 1 and sqrt(2)).
+// One ordered polyline per device in a skeleton, kept if its traced length is >= min_length pixels
+// (arc length of the pixel path, steps of 1 and sqrt(2)).
 //
-// Branch pruning and junctions: a component is a graph of pixels; its centerline is the longest
-// geodesic path through it, found by two Dijkstra sweeps (exact for trees, which thinned masks
-// almost always are). At a junction the trace continues along the arm that makes the path longest;
-// shorter arms (thinning spurs, the stub of a crossing device) are dropped. Components with loops
-// (a circular mapping catheter seen face-on) give the longest geodesic path around the loop.
+// The skeleton is read as a graph: junction pixels (>= 3 skeleton neighbours; adjacent ones form
+// one junction cluster) joined by branches (runs of pixels with at most two neighbours). Clusters
+// joined by a branch of <= 28 px are one cluster: a shallow crossing thins into two junctions that
+// far apart. Branches with a free end shorter than 6 px are thinning spurs and are dropped, though
+// a cluster keeps its two longest arms. At each cluster the remaining arms are paired by direction
+// (measured 2 to 10 px out of the cluster): most nearly straight through first, a pair only if it
+// bends by <= 60 degrees; a cluster with two arms is a plain run and its arms are always paired.
+// Branches chained through paired arms make one polyline each: an X crossing gives two polylines
+// through it, a T (a device ending on the side of another) the through path and a separate branch
+// that ends at the junction, a Y of a catheter and a spur one. Across a crossing-sized cluster the
+// polyline is the straight line between the arms (their last 4 px trimmed, past the bend thinning
+// puts next to a junction); elsewhere it follows the skeleton. A closed loop (a circular mapping
+// catheter seen face-on) gives one polyline all the way round, opened at its first pixel in raster
+// order (in the middle of a branch where the loop runs through junctions); a cluster without arms
+// (a blob, an all-ones image) gives its longest geodesic path.
 //
 // Orientation: the polyline starts at the end farther from the image border (catheters enter the
 // field from an edge, so the free end inside the field is the distal tip); on equal distance the
-// end with the smaller raster index comes first. Pixel centres are at integer coordinates.
-// The pixel path is smoothed by a 5-pixel moving average (end points fixed), so points are
-// sub-pixel and the polyline's length is the curve's length, not that of a staircase.
-// Components are returned in raster order of their first pixel.
+// end with the smaller raster index comes first. Pixel centres are at integer coordinates; end
+// points are skeleton pixels. The pixel path is smoothed by a 5-pixel moving average (end points
+// fixed), so points are sub-pixel and the polyline's length is the curve's length, not that of a
+// staircase. Polylines are returned in raster order of their first point (ties: of their last).
+// Memory: a few per-pixel arrays, no allocation per pixel.
 std::vector<Polyline> trace_centerlines(const std::uint8_t* skeleton, int height, int width,
                                         float min_length);
 
