@@ -178,6 +178,32 @@ def test_the_shipped_default_model_is_found():
     assert path.name in tracker_module.DEFAULT_MODEL_FILES and path.with_suffix(".json").is_file()
 
 
+@pytest.mark.parametrize("backend", ["native", "python"])
+def test_configure_changes_thresholds_without_reloading(tmp_path_factory, frames, backend):
+    model = (
+        tiny_export(tmp_path_factory, "ts")
+        if backend == "native"
+        else tiny_checkpoint(tmp_path_factory)
+    )
+    tracker = cathtrack.Tracker(model, device="cpu", backend=backend, **PARITY_SETTINGS)
+    strict = {**PARITY_SETTINGS, "score_threshold": 0.5, "max_assign_distance": 2.0}
+    fresh = cathtrack.Tracker(model, device="cpu", backend=backend, **strict)
+    before = tracker(frames[0])
+    tracker.configure(score_threshold=0.5, max_assign_distance=2.0)
+    after, expected = tracker(frames[0]), fresh(frames[0])
+    assert len(after.electrodes) < len(before.electrodes)
+    np.testing.assert_array_equal(after.electrodes, expected.electrodes)
+    assert [c.electrodes.tolist() for c in after.catheters] == [
+        c.electrodes.tolist() for c in expected.catheters
+    ]
+    with pytest.raises(ValueError, match="unknown setting"):
+        tracker.configure(threshold=0.2)
+    with pytest.raises(ValueError, match="finite and >= 0"):
+        tracker.configure(score_threshold=float("nan"), mask_threshold=0.9)
+    assert tracker.settings == fresh.settings  # a refused change changes nothing
+    np.testing.assert_array_equal(tracker(frames[0]).mask, expected.mask)
+
+
 def test_bad_frames_raise_clear_errors(native):
     with pytest.raises(ValueError, match="empty"):
         native(np.zeros((0, 4), np.uint8))

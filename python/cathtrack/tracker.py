@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -129,6 +130,16 @@ class Result:
             encoded = rle.encode(np.asfortranarray(self.binary.astype(np.uint8)))
             out["mask"] = {"size": list(encoded["size"]), "counts": encoded["counts"].decode()}
         return out
+
+
+def _check_settings(settings: dict) -> None:
+    """The native engine's rule for the python backend: finite values >= 0, tolerance > 0."""
+    if settings["max_peaks"] < 0 or not all(
+        math.isfinite(value) and value >= 0 for value in settings.values()
+    ):
+        raise ValueError("thresholds and lengths must be finite and >= 0")
+    if not settings["spacing_tolerance"] > 0:
+        raise ValueError("spacing_tolerance must be finite and > 0")
 
 
 def default_model_path() -> Path:
@@ -265,6 +276,33 @@ class Tracker:
         """Forgets the tracks of the temporal mode (a new sequence starts); no-op otherwise."""
         if self.sequence is not None:
             self.sequence.reset()
+
+    def configure(self, **settings: float) -> None:
+        """Changes decoding settings for the next frames without reloading the model; tracks of
+        the temporal mode are kept.
+
+        Args:
+            **settings: any of ``score_threshold``, ``max_peaks``, ``mask_threshold``,
+                ``min_centerline_length``, ``max_assign_distance``, ``spacing_tolerance``,
+                ``tip_lookback`` (see the constructor).
+
+        Raises:
+            ValueError: an unknown name or a value the engine refuses (nothing changes then).
+        """
+        unknown = sorted(set(settings) - set(self.settings))
+        if unknown:
+            raise ValueError(
+                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(self.settings)}"
+            )
+        updated = {
+            name: type(self.settings[name])(settings.get(name, value))
+            for name, value in self.settings.items()
+        }
+        if self.backend == "native":
+            self._engine.set_settings(**updated)  # checks the values, atomically
+        else:
+            _check_settings(updated)
+        self.settings = updated
 
     def __call__(self, frame: np.ndarray) -> Result:
         """Tracks one frame.

@@ -463,11 +463,8 @@ class CathtrackNode(LifecycleNode):
             )
 
     def _retune(self, score_threshold: float) -> None:
-        """A tracker with the new threshold that keeps the tracks of the old one (the native
-        engine takes its settings at construction, so the model loads again once)."""
-        tracker = self._make_tracker(score_threshold)
-        tracker.sequence = self._tracker.sequence
-        self._tracker = tracker
+        """The new threshold from the next frame on; the model and the tracks stay."""
+        self._tracker.configure(score_threshold=score_threshold)
         self.get_logger().info(f"score_threshold = {score_threshold}")
 
     def _publish(self, header: Header, image: np.ndarray, result: cathtrack.Result) -> int:

@@ -396,6 +396,25 @@ PYBIND11_MODULE(_native, m) {
            py::arg("max_assign_distance") = 4.0f, py::arg("spacing_tolerance") = 0.15f,
            py::arg("tip_lookback") = 10.0f)
       .def("__call__", &run_engine, py::arg("frame"))
+      .def(
+          "set_settings",
+          [](rt::Engine& engine, float score_threshold, int max_peaks, float mask_threshold,
+             float min_centerline_length, float max_assign_distance, float spacing_tolerance,
+             float tip_lookback) {
+            rt::EngineSettings settings;
+            settings.score_threshold = score_threshold;
+            settings.max_peaks = max_peaks;
+            settings.mask_threshold = mask_threshold;
+            settings.min_centerline_length = min_centerline_length;
+            settings.max_assign_distance = max_assign_distance;
+            settings.spacing_tolerance = spacing_tolerance;
+            settings.tip_lookback = tip_lookback;
+            py::gil_scoped_release release;  // waits for a frame another thread is running
+            engine.set_decode_settings(settings);
+          },
+          py::kw_only(), py::arg("score_threshold"), py::arg("max_peaks"),
+          py::arg("mask_threshold"), py::arg("min_centerline_length"),
+          py::arg("max_assign_distance"), py::arg("spacing_tolerance"), py::arg("tip_lookback"))
       .def("metadata", [](const rt::Engine& engine) { return metadata_to_dict(engine.metadata()); })
       .def_property_readonly("input_size", &rt::Engine::input_size)
       .def_property_readonly("device", &rt::Engine::device);

@@ -336,6 +336,20 @@ Engine::Engine(const std::string& path, EngineSettings settings) {
 
 Engine::~Engine() = default;
 
+void Engine::set_decode_settings(const EngineSettings& settings) {
+  std::lock_guard<std::mutex> lock(impl_->mutex);  // never between the stages of a frame
+  EngineSettings updated = impl_->settings;
+  updated.score_threshold = settings.score_threshold;
+  updated.max_peaks = settings.max_peaks;
+  updated.mask_threshold = settings.mask_threshold;
+  updated.min_centerline_length = settings.min_centerline_length;
+  updated.max_assign_distance = settings.max_assign_distance;
+  updated.spacing_tolerance = settings.spacing_tolerance;
+  updated.tip_lookback = settings.tip_lookback;
+  check_settings(updated);
+  impl_->settings = std::move(updated);
+}
+
 FrameResult Engine::run(const FrameView& frame, std::uint8_t* mask_out) {
   return impl_->run(frame, mask_out);
 }

@@ -70,6 +70,11 @@ class Engine {
   // for parallelism use one engine per thread. Throws std::invalid_argument for a bad frame.
   FrameResult run(const FrameView& frame, std::uint8_t* mask_out);
 
+  // Takes the decoding settings of `settings` (thresholds, max_peaks, lengths, tolerance, tip
+  // lookback) for the next frames; device, threads and templates stay as constructed. Bad values
+  // throw std::invalid_argument and leave the current settings in place.
+  void set_decode_settings(const EngineSettings& settings);
+
   const Metadata& metadata() const;
   int input_size() const;
   std::string device() const;
