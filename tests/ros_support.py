@@ -33,6 +33,7 @@ from visualization_msgs.msg import Marker, MarkerArray
 
 import cathtrack
 from cathtrack.data.synth import preset, render_sequence
+from cathtrack.tracker import default_model_path
 from cathtrack_ros.convert import array_to_image
 from cathtrack_ros.node import IMAGE_QOS
 
@@ -57,7 +58,10 @@ MALFORMED = [
 
 # --- a node in its own process and a client -----------------------------------
 
-PYTHON_NODE = ["-p", "backend:=python", "-p", "device:=cpu", "-p", "threads:=1"]
+# The node's mechanics do not depend on the network: the small shipped model keeps frames fast.
+TEST_MODEL = default_model_path().parent / "cathtrack_lite.safetensors"
+PYTHON_NODE = ["-p", f"model:={TEST_MODEL}", "-p", "backend:=python", "-p", "device:=cpu",
+               "-p", "threads:=1"]  # fmt: skip
 TIMEOUT_S = 20.0
 TRACKER_STATUS = "cathtrack: tracker"
 RESULT_TOPICS = ("catheter_tips", "electrodes", "catheters")

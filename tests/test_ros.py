@@ -18,6 +18,7 @@ except ImportError as error:  # the [ros] extra is optional
 from ros_support import (
     MALFORMED,
     PYTHON_NODE,
+    TEST_MODEL,
     check_outputs,
     encoded_frames,
     image_message,
@@ -119,7 +120,7 @@ def running(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tracker():
-    return cathtrack.Tracker(backend="python", device="cpu", temporal=False)
+    return cathtrack.Tracker(TEST_MODEL, backend="python", device="cpu", temporal=False)
 
 
 def test_outputs_match_the_tracker(running, tracker):
@@ -197,8 +198,8 @@ def test_pixel_spacing_gives_metres(running, tracker):
 def test_parameters_at_run_time(running):
     node, client = running
     array, msg = encoded_frames()[2]
-    low = cathtrack.Tracker(backend="python", device="cpu", score_threshold=0.3)(array)
-    high = cathtrack.Tracker(backend="python", device="cpu", score_threshold=0.6)(array)
+    low = cathtrack.Tracker(TEST_MODEL, backend="python", device="cpu", score_threshold=0.3)(array)
+    high = cathtrack.Tracker(TEST_MODEL, backend="python", device="cpu", score_threshold=0.6)(array)
     assert len(high.electrodes) < len(low.electrodes), "the thresholds must make a difference"
 
     outcomes = client.set_parameters(score_threshold=0.6)

@@ -15,6 +15,7 @@ except ImportError as error:  # the [ros] extra is optional
 from ros_support import (
     PYTHON_NODE,
     RESULT_TOPICS,
+    TEST_MODEL,
     check_outputs,
     encoded_frames,
     node_and_client,
@@ -72,7 +73,7 @@ def test_lifecycle_through_the_standard_services(tmp_path):
         # active: frames are tracked (temporal by default: track ids come with the markers)
         assert client.change_state("activate")
         assert client.state() == "active"
-        tracker = cathtrack.Tracker(backend="python", device="cpu", temporal=True)
+        tracker = cathtrack.Tracker(TEST_MODEL, backend="python", device="cpu", temporal=True)
         for _ in range(5):  # the same frame: a resent message gives the same tracks
             outputs = client.result(node, stamped(msg))
             expected = tracker(array)
@@ -98,7 +99,9 @@ def test_lifecycle_through_the_standard_services(tmp_path):
         assert client.change_state("configure") and client.change_state("activate")
         client.wait_subscribed(node)
         outputs = client.result(node, stamped(msg))
-        check_outputs(outputs, msg, cathtrack.Tracker(backend="python", device="cpu")(array))
+        check_outputs(
+            outputs, msg, cathtrack.Tracker(TEST_MODEL, backend="python", device="cpu")(array)
+        )
         assert all(m.id < 0 for m in outputs["catheters"].markers[1:]), "no tracks any more"
 
         # shutdown ends the process

@@ -24,6 +24,7 @@ from diagnostic_msgs.msg import DiagnosticStatus
 from ros_support import (
     MALFORMED,
     PYTHON_NODE,
+    TEST_MODEL,
     TIMEOUT_S,
     check_outputs,
     node_and_client,
@@ -60,7 +61,7 @@ def running(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def tracker():
-    return cathtrack.Tracker(backend="python", device="cpu", temporal=False)
+    return cathtrack.Tracker(TEST_MODEL, backend="python", device="cpu", temporal=False)
 
 
 def _counts(client, status: DiagnosticStatus) -> dict[str, int]:
