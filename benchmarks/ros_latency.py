@@ -1,6 +1,6 @@
 """Latency through the ROS 2 node, across processes on loopback.
 
-    python benchmarks/ros_latency.py [--frames 150] [--rate 10] [--size 256] [--backend native]
+    python benchmarks/ros_latency.py [--model M] [--frames 150] [--rate 10] [--size 256] [--backend native]
                                      [--threads 1] [--json benchmarks/results/ros_latency.json]
 
 Starts `cathtrack-ros` in its own process (random ROS_DOMAIN_ID, localhost discovery, log level
@@ -75,7 +75,7 @@ def run_node(args, frames: list[np.ndarray], log_path: Path) -> tuple[dict, dict
     with open(log_path, "w") as log:
         node = subprocess.Popen(
             [sys.executable, "-m", "cathtrack_ros.node", "--ros-args",
-             "-p", f"backend:={args.backend}", "-p", "device:=cpu",
+             "-p", f"model:={args.model}", "-p", f"backend:={args.backend}", "-p", "device:=cpu",
              "-p", f"threads:={args.threads}", "--log-level", "cathtrack:=debug"],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -135,7 +135,7 @@ def run_node(args, frames: list[np.ndarray], log_path: Path) -> tuple[dict, dict
 def tracker_alone(args, frames: list[np.ndarray]) -> list[float]:
     """Milliseconds per frame of Tracker alone (node defaults, temporal), paced at --rate."""
     tracker = cathtrack.Tracker(
-        backend=args.backend, device="cpu", threads=args.threads, temporal=True
+        args.model or None, backend=args.backend, device="cpu", threads=args.threads, temporal=True
     )
     period = 1.0 / args.rate
     times_ms = []
@@ -151,6 +151,7 @@ def tracker_alone(args, frames: list[np.ndarray]) -> list[float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="", help="weights (default: the shipped default model)")
     parser.add_argument("--frames", type=int, default=150)
     parser.add_argument("--rate", type=float, default=10.0, help="frames per second published")
     parser.add_argument("--size", type=int, default=256)
@@ -219,6 +220,7 @@ def main() -> None:
             "frames": args.frames,
             "size": args.size,
             "rate_hz": args.rate,
+            "model": args.model or "default",
             "backend": args.backend,
             "threads": args.threads,
             "cpus": os.cpu_count(),
