@@ -195,6 +195,12 @@ def main() -> None:
     node_overhead = [
         (arrivals[s][1] - s) / 1e6 - (stages[s]["tracked"] - stages[s]["converted"]) for s in timed
     ]
+    # The node's own share: from its DDS reception to the tips leaving it, less the tracker (the
+    # overhead above also holds both DDS hops and the subscriber's executor).
+    inside_node = [
+        stages[s]["tips"] - stages[s]["transport"] - (stages[s]["tracked"] - stages[s]["converted"])
+        for s in timed
+    ]
 
     print(
         f"{args.frames} frames {args.size}x{args.size} mono16 at {args.rate:g} Hz, backend "
@@ -211,6 +217,7 @@ def main() -> None:
         f"p99 {a['p99'] - b['p99']:7.2f}"
     )
     print(row("overhead, per frame", node_overhead))
+    print(row("  of which inside the node", inside_node))
     print("stages (ms):")
     for name, values in steps.items():
         print(row(name, values))
@@ -234,6 +241,7 @@ def main() -> None:
                 "p99": a["p99"] - b["p99"],
             },
             "overhead_per_frame_ms": summary(node_overhead),
+            "inside_node_ms": summary(inside_node),
             "stages_ms": {name.strip(" ->"): summary(v) for name, v in steps.items()},
         }
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
