@@ -75,7 +75,7 @@ def test_printed_accuracy_equals_metrics_on_the_written_results(demo):
     }
     shown = dict(line.split(": ", 1) for line in printed if line.split(": ", 1)[0] in expected)
     assert shown == {name: f"{value:.4f}" for name, value in expected.items()}
-    assert any("lite model" in line and "MODEL_CARD" in line for line in printed)
+    assert any("ResNet34" in line and "MODEL_CARD" in line for line in printed)
     assert any(line.startswith("frames/s end to end") for line in printed)
 
 

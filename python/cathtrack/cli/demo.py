@@ -19,6 +19,10 @@ EXAMPLES = """  cathtrack demo
 STRIP_FRAMES = 6
 # What a user should know about a shipped model before reading its scores.
 MODEL_NOTES = {
+    "cathtrack_resnet34": (
+        "the shipped model is the paper's ResNet34 trained ~2 h on one CPU core on synthetic "
+        "frames only, far weaker than the paper's; see models/MODEL_CARD.md"
+    ),
     "cathtrack_lite": (
         "the shipped model is a lite model (ResNet18 x0.5) trained ~25 min on CPU on synthetic "
         "frames, far from the paper's ResNet34; see models/MODEL_CARD.md"
