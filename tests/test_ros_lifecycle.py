@@ -59,7 +59,7 @@ def test_lifecycle_through_the_standard_services(tmp_path):
         assert not client.change_state("configure")
         assert client.state() == "unconfigured"
         assert "configure failed" in node.log() and "missing.safetensors" in node.log()
-        (accepted,) = client.set_parameters(model="")
+        (accepted,) = client.set_parameters(model=str(TEST_MODEL))
         assert accepted.successful
 
         # inactive: the model is loaded and frames arrive, but they are only counted
