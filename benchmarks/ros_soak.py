@@ -59,6 +59,7 @@ def malformed_messages(size: int) -> list[Image]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="", help="weights (default: the shipped default model)")
     parser.add_argument("--frames", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=200.0, help="messages per second")
     parser.add_argument("--size", type=int, default=64, help="frame width and height")
@@ -78,7 +79,8 @@ def main() -> None:
     ]
     node = subprocess.Popen(
         [sys.executable, "-m", "cathtrack_ros.node", "--ros-args",
-         "-p", f"backend:={args.backend}", "-p", "device:=cpu", "-p", f"threads:={args.threads}"],
+         "-p", f"model:={args.model}", "-p", f"backend:={args.backend}", "-p", "device:=cpu",
+         "-p", f"threads:={args.threads}"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     context = rclpy.Context()
@@ -160,6 +162,7 @@ def main() -> None:
             "frames": args.frames,
             "rate_hz": args.rate,
             "size": args.size,
+            "model": args.model or "default",
             "backend": args.backend,
             "threads": args.threads,
             "cpus": os.cpu_count(),
