@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -130,16 +129,6 @@ class Result:
             encoded = rle.encode(np.asfortranarray(self.binary.astype(np.uint8)))
             out["mask"] = {"size": list(encoded["size"]), "counts": encoded["counts"].decode()}
         return out
-
-
-def _check_settings(settings: dict) -> None:
-    """The native engine's rule for the python backend: finite values >= 0, tolerance > 0."""
-    if settings["max_peaks"] < 0 or not all(
-        math.isfinite(value) and value >= 0 for value in settings.values()
-    ):
-        raise ValueError("thresholds and lengths must be finite and >= 0")
-    if not settings["spacing_tolerance"] > 0:
-        raise ValueError("spacing_tolerance must be finite and > 0")
 
 
 def default_model_path() -> Path:
@@ -301,7 +290,9 @@ class Tracker:
         if self.backend == "native":
             self._engine.set_settings(**updated)  # checks the values, atomically
         else:
-            _check_settings(updated)
+            from cathtrack import _native
+
+            _native.check_decode_settings(**updated)  # the engine's own check: same refusals
         self.settings = updated
 
     def __call__(self, frame: np.ndarray) -> Result:

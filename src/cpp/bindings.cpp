@@ -260,15 +260,11 @@ py::dict run_engine(rt::Engine& engine, const py::array& frame) {
   return result_to_dict(result, std::move(mask));
 }
 
-std::unique_ptr<rt::Engine> make_engine(
-    const std::string& path, const std::string& device, int threads,
-    const std::vector<std::pair<int, std::vector<float>>>& templates, float score_threshold,
-    int max_peaks, float mask_threshold, float min_centerline_length, float max_assign_distance,
-    float spacing_tolerance, float tip_lookback) {
+// The decoding part of EngineSettings, from the keyword arguments Python passes everywhere.
+rt::EngineSettings decode_settings(float score_threshold, int max_peaks, float mask_threshold,
+                                   float min_centerline_length, float max_assign_distance,
+                                   float spacing_tolerance, float tip_lookback) {
   rt::EngineSettings settings;
-  settings.device = device;
-  settings.threads = threads;
-  for (const auto& [type, spacing] : templates) settings.templates.push_back({type, spacing});
   settings.score_threshold = score_threshold;
   settings.max_peaks = max_peaks;
   settings.mask_threshold = mask_threshold;
@@ -276,6 +272,20 @@ std::unique_ptr<rt::Engine> make_engine(
   settings.max_assign_distance = max_assign_distance;
   settings.spacing_tolerance = spacing_tolerance;
   settings.tip_lookback = tip_lookback;
+  return settings;
+}
+
+std::unique_ptr<rt::Engine> make_engine(
+    const std::string& path, const std::string& device, int threads,
+    const std::vector<std::pair<int, std::vector<float>>>& templates, float score_threshold,
+    int max_peaks, float mask_threshold, float min_centerline_length, float max_assign_distance,
+    float spacing_tolerance, float tip_lookback) {
+  rt::EngineSettings settings =
+      decode_settings(score_threshold, max_peaks, mask_threshold, min_centerline_length,
+                      max_assign_distance, spacing_tolerance, tip_lookback);
+  settings.device = device;
+  settings.threads = threads;
+  for (const auto& [type, spacing] : templates) settings.templates.push_back({type, spacing});
   py::gil_scoped_release release;  // loading a .pt2 extracts and dlopens it: seconds
   return std::make_unique<rt::Engine>(path, std::move(settings));
 }
@@ -387,6 +397,18 @@ PYBIND11_MODULE(_native, m) {
         return metadata_to_dict(metadata);
       },
       py::arg("path"));
+  m.def(
+      "check_decode_settings",
+      [](float score_threshold, int max_peaks, float mask_threshold, float min_centerline_length,
+         float max_assign_distance, float spacing_tolerance, float tip_lookback) {
+        rt::check_settings(decode_settings(score_threshold, max_peaks, mask_threshold,
+                                           min_centerline_length, max_assign_distance,
+                                           spacing_tolerance, tip_lookback));
+      },
+      "The engine's check of decoding settings (ValueError naming the bad value).", py::kw_only(),
+      py::arg("score_threshold"), py::arg("max_peaks"), py::arg("mask_threshold"),
+      py::arg("min_centerline_length"), py::arg("max_assign_distance"),
+      py::arg("spacing_tolerance"), py::arg("tip_lookback"));
   py::class_<rt::Engine>(m, "Engine")
       .def(py::init(&make_engine), py::arg("path"), py::kw_only(), py::arg("device") = "cpu",
            py::arg("threads") = 0,
@@ -401,14 +423,9 @@ PYBIND11_MODULE(_native, m) {
           [](rt::Engine& engine, float score_threshold, int max_peaks, float mask_threshold,
              float min_centerline_length, float max_assign_distance, float spacing_tolerance,
              float tip_lookback) {
-            rt::EngineSettings settings;
-            settings.score_threshold = score_threshold;
-            settings.max_peaks = max_peaks;
-            settings.mask_threshold = mask_threshold;
-            settings.min_centerline_length = min_centerline_length;
-            settings.max_assign_distance = max_assign_distance;
-            settings.spacing_tolerance = spacing_tolerance;
-            settings.tip_lookback = tip_lookback;
+            const rt::EngineSettings settings =
+                decode_settings(score_threshold, max_peaks, mask_threshold, min_centerline_length,
+                                max_assign_distance, spacing_tolerance, tip_lookback);
             py::gil_scoped_release release;  // waits for a frame another thread is running
             engine.set_decode_settings(settings);
           },

@@ -219,6 +219,7 @@ def run(args: argparse.Namespace) -> int:
     from cathtrack.cli import CliError
     from cathtrack.data.coco import CocoReader
     from cathtrack.data.readers import open_reader
+    from cathtrack.export import dtype_name, half_dtype
     from cathtrack.metrics import coco_detections, evaluate
     from cathtrack.pipeline import DecodeSettings, predict
     from cathtrack.tracker import pick_device
@@ -233,8 +234,6 @@ def run(args: argparse.Namespace) -> int:
     try:
         model, metadata = load_model(model_path, device)
         if args.half:
-            from cathtrack.export import half_dtype
-
             model = model.to(half_dtype(device))
         reader = open_reader(args.data)
     except (FileNotFoundError, ValueError) as error:
@@ -273,7 +272,7 @@ def run(args: argparse.Namespace) -> int:
         data=str(args.data),
         device=device,
         input_size=size,
-        dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+        dtype=dtype_name(next(model.parameters()).dtype),
         torch_threads=torch.get_num_threads(),
     )
     print(format_table(metrics))

@@ -70,20 +70,6 @@ c10::Device parse_device(const std::string& name) {
   return device;
 }
 
-void check_settings(const EngineSettings& s) {
-  auto finite_non_negative = [](float v) { return std::isfinite(v) && v >= 0.0f; };
-  if (s.threads < 0) throw std::invalid_argument("threads must be >= 0");
-  if (s.max_peaks < 0) throw std::invalid_argument("max_peaks must be >= 0");
-  if (!finite_non_negative(s.score_threshold) || !finite_non_negative(s.mask_threshold) ||
-      !finite_non_negative(s.min_centerline_length) ||
-      !finite_non_negative(s.max_assign_distance) || !finite_non_negative(s.tip_lookback)) {
-    throw std::invalid_argument("thresholds and lengths must be finite and >= 0");
-  }
-  if (!(std::isfinite(s.spacing_tolerance) && s.spacing_tolerance > 0.0f)) {
-    throw std::invalid_argument("spacing_tolerance must be finite and > 0");
-  }
-}
-
 // The model's outputs as the engine expects them, or a clear error naming the file.
 void check_outputs(const std::vector<at::Tensor>& outputs, int size, int stride,
                    const std::string& path) {
@@ -162,6 +148,20 @@ struct FrameMapping {
 };
 
 }  // namespace
+
+void check_settings(const EngineSettings& s) {
+  auto finite_non_negative = [](float v) { return std::isfinite(v) && v >= 0.0f; };
+  if (s.threads < 0) throw std::invalid_argument("threads must be >= 0");
+  if (s.max_peaks < 0) throw std::invalid_argument("max_peaks must be >= 0");
+  if (!finite_non_negative(s.score_threshold) || !finite_non_negative(s.mask_threshold) ||
+      !finite_non_negative(s.min_centerline_length) ||
+      !finite_non_negative(s.max_assign_distance) || !finite_non_negative(s.tip_lookback)) {
+    throw std::invalid_argument("thresholds and lengths must be finite and >= 0");
+  }
+  if (!(std::isfinite(s.spacing_tolerance) && s.spacing_tolerance > 0.0f)) {
+    throw std::invalid_argument("spacing_tolerance must be finite and > 0");
+  }
+}
 
 struct Engine::Impl {
   Impl(const std::string& model_path, EngineSettings engine_settings)

@@ -32,6 +32,10 @@ struct EngineSettings {
   std::vector<postprocess::SpacingTemplate> templates;  // from cathtrack.devices
 };
 
+// Throws std::invalid_argument naming the first bad value: negative threads or max_peaks,
+// thresholds and lengths that are not finite and >= 0, a spacing_tolerance that is not > 0.
+void check_settings(const EngineSettings& settings);
+
 struct CatheterResult {
   std::int32_t type = -1;  // a template's type, -1 when no template matched (< 2 electrodes)
   float type_score = 0.0f;
