@@ -2,8 +2,8 @@
 
     python benchmarks/tracking.py [--frames 300] [--catheters 5] [--electrodes 8]
 
-A scene of C straight catheters with E electrodes each (5 x 8 = 40 by default, the issue's
-case) moves with a cardiac (1 Hz) and respiratory (0.25 Hz) motion at 15 frames/s; detections get
+A scene of C straight catheters with E electrodes each (5 x 8 = 40 by default: a busy EP study)
+moves with a cardiac (1 Hz) and respiratory (0.25 Hz) motion at 15 frames/s; detections get
 0.5 px noise, 10 % of them are dropped and 3 false ones are added per frame. Prints the median
 and p99 time of `SequenceTracker.update` after 20 warm-up frames, and the same for the
 per-frame post-processing it follows (`cathtrack.postprocess` on a 256x256 mask and heatmap), so

@@ -1,4 +1,4 @@
-"""Shared pytest fixtures: paths to the data that sits beside the checkout, GPU detection."""
+"""Shared pytest fixtures: the repository's real angiograms, a private export cache, GPU detection."""
 
 from __future__ import annotations
 
@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_DIR = REPO_ROOT.parent / "shared"
-ANGIOGRAM_DIR = SHARED_DIR / "data" / "angiograms"
+ANGIOGRAM_DIR = REPO_ROOT / "data" / "angiograms"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,11 +25,9 @@ def private_export_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def angiogram_dir() -> Path:
-    """The 84 real coronary angiograms (300x300 uint8) with vessel masks (`*_gt.png`)."""
+    """The 80 real coronary angiograms (300x300 uint8) with vessel masks (`*_gt.png`)."""
     if not ANGIOGRAM_DIR.is_dir():
-        pytest.fail(
-            f"shared angiograms not found at {ANGIOGRAM_DIR}; CI places shared/ beside the checkout"
-        )
+        pytest.fail(f"the repository's angiograms are missing: {ANGIOGRAM_DIR}")
     return ANGIOGRAM_DIR
 
 

@@ -11,7 +11,8 @@ from pycocotools import mask as rle
 
 from cathtrack.cli import main
 from cathtrack.data.synth import preset, render_sequence
-from cathtrack.metrics import Prediction, evaluate
+from cathtrack.metrics import evaluate
+from cathtrack.prediction import Prediction
 
 FRAMES = 4
 SIZE = 128

@@ -10,7 +10,7 @@ import pytest
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from cathtrack import export
+from cathtrack import device
 from cathtrack.checkpoint import save_model
 from cathtrack.cli import main
 from cathtrack.cli.eval import CONTRACT_KEYS
@@ -98,7 +98,7 @@ def test_eval_half_runs_a_bfloat16_network_on_the_cpu_or_says_why_not(
 ):
     root = dataset_and_model
     arguments = ["eval", str(root / "run"), str(root / "data"), "--device", "cpu", "--half"]
-    if export.cpu_has_native_bfloat16():
+    if device.cpu_has_native_bfloat16():
         full, half = root / "full.json", root / "half.json"
         assert main(arguments[:-1] + ["--json", str(full)]) == 0
         assert main(arguments + ["--json", str(half)]) == 0
@@ -106,6 +106,6 @@ def test_eval_half_runs_a_bfloat16_network_on_the_cpu_or_says_why_not(
         assert (full_metrics["dtype"], half_metrics["dtype"]) == ("float32", "bfloat16")
         assert half_metrics["dice"] == pytest.approx(full_metrics["dice"], abs=0.02)
     capsys.readouterr()
-    monkeypatch.setattr(export, "cpu_has_native_bfloat16", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: False)
     assert main(arguments) == 2
     assert "native bfloat16" in capsys.readouterr().err

@@ -11,7 +11,7 @@ import pytest
 import torch
 from runtime_support import TINY_SIZE, TRAINING_CONFIG_HASH, tiny_checkpoint, tiny_export
 
-from cathtrack import _native, export
+from cathtrack import _native, device, export
 from cathtrack.checkpoint import load_model, save_model
 from cathtrack.cli import main
 from cathtrack.data.synth import preset, render
@@ -72,14 +72,14 @@ def test_export_refuses_bad_requests(checkpoint, tmp_path):
 
 
 def test_half_on_a_cpu_without_native_bfloat16_is_refused(checkpoint, tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "cpu_has_native_bfloat16", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: False)
     with pytest.raises(ValueError, match="native bfloat16"):
         export.export_model(checkpoint, tmp_path / "model.ts", "ts", half=True)
     assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.skipif(
-    not export.cpu_has_native_bfloat16(), reason="this CPU computes no bfloat16 natively"
+    not device.cpu_has_native_bfloat16(), reason="this CPU computes no bfloat16 natively"
 )
 def test_half_on_the_cpu_exports_bfloat16_that_the_engine_runs(checkpoint, tmp_path):
     path = export.export_model(checkpoint, tmp_path / "model.ts", "ts", half=True)
@@ -144,7 +144,7 @@ def test_cache_key_changes_with_everything_a_compiled_file_depends_on(
                          training=document["training"])  # fmt: skip
     assert export.cache_key(changed) != base
     with monkeypatch.context() as patch:
-        patch.setattr(export, "machine_features", lambda device: "AVX2")
+        patch.setattr(export, "machine_features", lambda device: "another instruction set")
         assert export.cache_key(checkpoint) != base
     with monkeypatch.context() as patch:
         patch.setattr(export, "machine_features", lambda device: f"{device} features")
@@ -200,7 +200,7 @@ def test_cli_export_writes_a_loadable_file(checkpoint, tmp_path, capsys):
 def test_cli_export_rejects_bad_input_with_one_line(
     checkpoint, capsys, monkeypatch, arguments, message
 ):
-    monkeypatch.setattr(export, "cpu_has_native_bfloat16", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_native_bfloat16", lambda: False)
     assert main(["export", str(checkpoint), *arguments]) == 2
     error = capsys.readouterr().err.strip()
     assert error.startswith("cathtrack export: error:") and message in error

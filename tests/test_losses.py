@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from cathtrack.coordinates import to_heatmap_coordinates, to_input_coordinates
 from cathtrack.data.sample import Sample
 from cathtrack.train.kpi import detection_kpi, heatmap_peaks, segmentation_kpi
 from cathtrack.train.losses import (
@@ -16,13 +17,7 @@ from cathtrack.train.losses import (
     size_l1_loss,
     weighted_batch_mean,
 )
-from cathtrack.train.targets import (
-    collate_batch,
-    draw_heatmap,
-    gaussian_radius,
-    to_heatmap_coordinates,
-    to_input_coordinates,
-)
+from cathtrack.train.targets import collate_batch, draw_heatmap, gaussian_radius
 
 # --------------------------------------------------------------------------- targets
 

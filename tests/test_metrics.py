@@ -13,7 +13,8 @@ from pycocotools.cocoeval import COCOeval
 
 from cathtrack.data.coco import CocoReader, write_coco
 from cathtrack.data.sample import CatheterLabel, Sample
-from cathtrack.metrics import Prediction, coco_detections, evaluate, mask_overlap, match_electrodes
+from cathtrack.metrics import coco_detections, evaluate, mask_overlap, match_electrodes
+from cathtrack.prediction import Prediction
 
 
 def make_sample(rng, name, n_catheters=2, size=64):

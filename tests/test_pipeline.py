@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from cathtrack.pipeline import DecodeSettings, decode, predict, to_frame
-from cathtrack.train.targets import to_heatmap_coordinates, to_input_coordinates
+from cathtrack.coordinates import to_heatmap_coordinates, to_input_coordinates
+from cathtrack.pipeline import decode, predict, to_frame
+from cathtrack.settings import DecodeSettings
 
 
 def crafted_outputs(size=128, electrodes=((40.3, 70.6), (52.1, 70.2), (64.8, 69.9), (77.4, 70.4))):

@@ -15,7 +15,7 @@ from skimage.morphology._skeletonize import G123_LUT, G123P_LUT
 import cathtrack
 from cathtrack import _native
 from cathtrack import postprocess as pp
-from cathtrack.devices import CATALOGUE, DEVICE_TYPES
+from cathtrack.catheters import CATALOGUE, CATHETER_TYPES
 
 # ---- helpers -------------------------------------------------------------------------------------
 
@@ -443,7 +443,7 @@ def test_classify_catheter_degenerate_inputs():
     assert pp.classify_catheter(np.array([[3.0, 4.0]])) == ("unknown", 0.0)
     assert pp.classify_catheter(np.ones((3, 2))) == ("unknown", 0.0)
     found, score = pp.classify_catheter(np.array([[0.0, 0.0], [0.0, 12.0]]))
-    assert found == "pacing_lead" and found in DEVICE_TYPES
+    assert found == "pacing_lead" and found in CATHETER_TYPES
     # Two electrodes fit every device: the pacing lead wins on coverage but must not claim
     # certainty. Its share of the types' best fits: 1 / sum(2 / n of the shortest template of
     # each type).

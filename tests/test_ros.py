@@ -1,4 +1,4 @@
-"""The ROS 2 node (DESIGN.md 4.5): image conversion without a ROS graph, then ``cathtrack_ros.node``
+"""The ROS 2 node (docs/design.md 4.5): image conversion without a ROS graph, then ``cathtrack_ros.node``
 in its own process against the Python Tracker on the same frames: poses, markers, mask and overlay
 on demand, units, parameters at run time and a clean shutdown.
 

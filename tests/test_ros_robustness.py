@@ -1,4 +1,4 @@
-"""The node against bad and unusual input (issue: malformed messages, zero-size and 4K images,
+"""The node against bad and unusual input (malformed messages, zero-size and 4K images,
 bursts at 10x the rate, flat memory): each case is counted in /diagnostics and none stops it.
 The node and the replay tool run with a Fast DDS profile for large images (see docs/ros.md)."""
 

@@ -3,7 +3,10 @@ pipeline, preprocessing parity, model-file refusal, bad frames, threads."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import json
+import pickle
 import threading
 import time
 import zipfile
@@ -15,16 +18,18 @@ from runtime_support import PARITY_SETTINGS, TINY_SIZE, sample_frames, tiny_chec
 
 from cathtrack import _native
 from cathtrack import postprocess as pp
+from cathtrack.catheters import type_name
 from cathtrack.checkpoint import load_model
 from cathtrack.data.normalize import normalize_frame, resize_frame
-from cathtrack.devices import DEVICE_TYPES
-from cathtrack.pipeline import DecodeSettings, predict
+from cathtrack.pipeline import predict
+from cathtrack.settings import DecodeSettings
 
 TEMPLATES = [(index, list(spacing)) for index, spacing in pp.spacing_templates()]
 
 
 def make_engine(path, **settings) -> _native.Engine:
-    return _native.Engine(str(path), templates=TEMPLATES, **{**PARITY_SETTINGS, **settings})
+    native_settings = _native.DecodeSettings(**{**PARITY_SETTINGS, **settings})
+    return _native.Engine(str(path), templates=TEMPLATES, settings=native_settings)
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +78,7 @@ def test_engine_matches_the_python_reference(tmp_path_factory, checkpoint, frame
         for ours, (reference_type, group), line in zip(
             native["catheters"], reference.catheters, reference.centerlines, strict=True
         ):
-            ours_type = DEVICE_TYPES[ours["type"]] if ours["type"] >= 0 else pp.UNKNOWN_TYPE
+            ours_type = type_name(ours["type"])
             assert ours_type == reference_type
             np.testing.assert_array_equal(ours["electrodes"], group)
             np.testing.assert_allclose(ours["centerline"], line, atol=0.1)
@@ -92,6 +97,79 @@ def test_engine_reports_metadata_timings_and_its_input_size(torchscript_file, fr
     assert all(value > 0 for value in timings.values())
     parts = timings["preprocess"] + timings["inference"] + timings["postprocess"]
     assert timings["total"] == pytest.approx(parts, rel=1e-6, abs=1e-6)
+
+
+# ---------------------------------------------------------------- decoding settings
+
+
+def assert_same_settings(native, python) -> None:
+    """Every field of a _native.DecodeSettings equals the Python dataclass' (float32 in C++)."""
+    for name in DecodeSettings.names():
+        expected = getattr(python, name)
+        if isinstance(expected, int):
+            assert getattr(native, name) == expected, name
+        else:
+            assert getattr(native, name) == pytest.approx(expected, rel=1e-6), name
+
+
+def test_native_decode_settings_defaults_equal_the_python_defaults():
+    native, python = _native.DecodeSettings(), DecodeSettings()
+    assert_same_settings(native, python)
+    assert_same_settings(python.to_native(), python)
+    assert native == python.to_native()
+    text = repr(native)
+    assert text.startswith("DecodeSettings(")
+    assert all(f"{name}=" in text for name in DecodeSettings.names())
+
+
+def test_native_decode_settings_compare_copy_and_pickle():
+    settings = _native.DecodeSettings(score_threshold=0.25, max_peaks=7, tip_lookback=3.0)
+    assert settings != _native.DecodeSettings()
+    assert pickle.loads(pickle.dumps(settings)) == settings
+    copied = copy.copy(settings)
+    copied.max_peaks = 8
+    assert copied != settings and settings.max_peaks == 7
+    with pytest.raises(TypeError):
+        _native.DecodeSettings(0.3)  # keyword-only
+
+
+def test_engine_settings_round_trip_and_bad_values_change_nothing(torchscript_file, frames):
+    engine = make_engine(torchscript_file)
+    assert_same_settings(engine.settings, DecodeSettings(**PARITY_SETTINGS))
+    wanted = DecodeSettings(
+        score_threshold=0.2,
+        max_peaks=9,
+        mask_threshold=0.4,
+        min_centerline_length=12.0,
+        max_assign_distance=6.0,
+        spacing_tolerance=0.2,
+        tip_lookback=8.0,
+    )
+    engine.set_settings(wanted.to_native())
+    assert engine.settings == wanted.to_native()
+    assert_same_settings(engine.settings, wanted)
+    returned = engine.settings  # a copy: changing it changes nothing in the engine
+    returned.max_peaks = 1
+    assert engine.settings.max_peaks == 9
+    with pytest.raises(AttributeError):
+        engine.settings = _native.DecodeSettings()
+    for bad, message in (
+        ({"score_threshold": -1.0}, "finite and >= 0"),
+        ({"score_threshold": float("nan")}, "finite and >= 0"),
+        ({"tip_lookback": float("inf")}, "finite and >= 0"),
+        ({"max_peaks": -1}, "max_peaks must be >= 0"),
+        ({"spacing_tolerance": 0.0}, "spacing_tolerance must be finite and > 0"),
+    ):
+        native = _native.DecodeSettings(**{**dataclasses.asdict(wanted), **bad})
+        with pytest.raises(ValueError, match=message):
+            _native.check_decode_settings(native)
+        with pytest.raises(ValueError, match=message):
+            engine.set_settings(native)
+        assert engine.settings == wanted.to_native()
+        with pytest.raises(ValueError, match=message):
+            _native.Engine(str(torchscript_file), settings=native)
+    _native.check_decode_settings(wanted.to_native())
+    assert len(engine(frames[0])["electrodes"]) <= 9  # the new max_peaks is in use
 
 
 # ---------------------------------------------------------------- preprocessing parity

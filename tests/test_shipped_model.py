@@ -7,7 +7,8 @@ import pytest
 from cathtrack.checkpoint import load_model, read_metadata
 from cathtrack.data.synth import preset, render
 from cathtrack.metrics import evaluate
-from cathtrack.pipeline import DecodeSettings, predict
+from cathtrack.pipeline import predict
+from cathtrack.settings import EVAL_SCORE_THRESHOLD, DecodeSettings
 from cathtrack.tracker import default_model_path
 
 # models/MODEL_CARD.md states these thresholds and what was measured on these 24 frames; the
@@ -55,7 +56,10 @@ def test_shipped_model_accuracy_on_a_fresh_seed(name):
     config = preset("clinical", size=metadata["input_size"])
     samples = [render(config, FRESH_SEED + i) for i in range(24)]
     predictions = predict(
-        model, [s.image for s in samples], metadata["input_size"], DecodeSettings()
+        model,
+        [s.image for s in samples],
+        metadata["input_size"],
+        DecodeSettings(score_threshold=EVAL_SCORE_THRESHOLD),  # as cathtrack eval decodes
     )
     metrics = evaluate(samples, predictions)
     thresholds = dict(SHIPPED[name])

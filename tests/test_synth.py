@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import cathtrack.cli as cli
+from cathtrack.catheters import CATHETER_TYPES, variants_of
 from cathtrack.data.coco import CocoReader
 from cathtrack.data.synth import PRESETS, SynthConfig, preset, render, render_sequence
-from cathtrack.devices import DEVICE_TYPES, variants_of
 
 NO_DISTRACTORS = dict(
     ecg_snaps=(0, 0), sternal_wires=(0, 0), guidewires=(0, 0), temperature_probe_probability=0.0
@@ -22,7 +22,7 @@ NO_DISTRACTORS = dict(
 
 def only(device_type: str, **overrides) -> SynthConfig:
     """Easy preset with exactly one device of ``device_type`` and nothing else."""
-    probability = {t: float(t == device_type) for t in DEVICE_TYPES}
+    probability = {t: float(t == device_type) for t in CATHETER_TYPES}
     return preset("easy", device_probability=probability, **{**NO_DISTRACTORS, **overrides})
 
 
@@ -59,7 +59,7 @@ def test_deterministic_from_seed():
     np.testing.assert_array_equal(render_sequence(config, 5, 2)[0].image, a.image)
 
 
-@pytest.mark.parametrize("device_type", DEVICE_TYPES)
+@pytest.mark.parametrize("device_type", CATHETER_TYPES)
 def test_every_device_type_with_catalogue_electrodes(device_type):
     counts = {v.n_electrodes for v in variants_of(device_type)}
     # A wide field keeps the whole distal end in view.
@@ -112,7 +112,7 @@ def test_ground_truth_matches_the_pixels():
 
 
 def test_distractors_are_never_labelled():
-    nothing = {t: 0.0 for t in DEVICE_TYPES}
+    nothing = {t: 0.0 for t in CATHETER_TYPES}
     config = preset(
         "hard", size=128, device_probability=nothing, min_devices=0,
         ecg_snaps=(3, 3), sternal_wires=(4, 4), guidewires=(2, 2), temperature_probe_probability=1.0,

@@ -14,7 +14,7 @@ from runtime_support import PARITY_SETTINGS, sample_frames, tiny_checkpoint, tin
 
 import cathtrack
 from cathtrack import tracker as tracker_module
-from cathtrack.devices import DEVICE_TYPES
+from cathtrack.catheters import CATHETER_TYPES
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +107,7 @@ def test_result_fields_follow_the_contract(native, frames):
     assert result.catheters, "the test model should find catheters in this frame"
     for index, catheter in enumerate(result.catheters):
         assert catheter.id == index
-        assert catheter.type in (*DEVICE_TYPES, "unknown")
+        assert catheter.type in (*CATHETER_TYPES, "unknown")
         assert catheter.centerline.dtype == np.float32 and catheter.centerline.shape[1] == 2
         np.testing.assert_allclose(catheter.tip, catheter.centerline[0])
         assert np.hypot(*catheter.tip_direction) == pytest.approx(1.0, abs=1e-5)

@@ -15,12 +15,15 @@ import torch.multiprocessing as mp
 import yaml
 from safetensors.torch import load_file
 
-from cathtrack import export
 from cathtrack.checkpoint import load_model
+from cathtrack.device import autocast_dtype, cpu_has_native_bfloat16
+from cathtrack.train.batches import StepBatches
 from cathtrack.train.cli import main
 from cathtrack.train.config import ConfigError, config_hash, load_config
+from cathtrack.train.distributed import Distributed
+from cathtrack.train.optimization import SCHEDULED_TOPK
 from cathtrack.train.prioritization import STRATEGIES
-from cathtrack.train.trainer import SCHEDULED_TOPK, StepBatches, Trainer, autocast_dtype
+from cathtrack.train.trainer import Trainer
 
 # The tiny setting of every test: ResNet18 at quarter width, 64 px, fixed synthetic frames.
 TINY = {
@@ -115,15 +118,13 @@ def test_tiny_run_learns_segmentation_and_detection(tmp_path):
 
 
 def test_cpu_bfloat16_is_refused_on_a_cpu_without_it(tmp_path, monkeypatch):
-    monkeypatch.setattr(export, "cpu_has_native_bfloat16", lambda: False)
+    monkeypatch.setattr("cathtrack.device.cpu_has_native_bfloat16", lambda: False)
     with pytest.raises(ValueError, match="cpu_bf16"):
         Trainer(_tiny(tmp_path, "cpu_bf16=true"), tmp_path / "run", progress=False)
     assert autocast_dtype(torch.device("cpu"), amp=True, cpu_bf16=False) is None
 
 
-@pytest.mark.skipif(
-    not export.cpu_has_native_bfloat16(), reason="this CPU computes no bfloat16 natively"
-)
+@pytest.mark.skipif(not cpu_has_native_bfloat16(), reason="this CPU computes no bfloat16 natively")
 def test_cpu_bfloat16_run_trains_in_bfloat16_and_keeps_float32_weights(tmp_path):
     config = _tiny(tmp_path, "cpu_bf16=true", "val_every=6")
     trainer = Trainer(config, tmp_path / "run", progress=False)
@@ -151,8 +152,6 @@ def test_data_order_is_a_function_of_seed_and_step():
     assert epoch0 == list(range(16))  # each epoch visits every sample once
     assert a.batch(4) != a.batch(0) and a.epoch(4) == 1  # a new permutation per epoch
     # Two ranks split each global batch without overlap.
-    from cathtrack.train.trainer import Distributed
-
     ranks = [StepBatches(16, 2, 3, 0, 0, 4, Distributed(rank, 2)).batch(1) for rank in range(2)]
     assert ranks[0] + ranks[1] == a.batch(1)
 

@@ -8,22 +8,110 @@ A model file pair is ``NAME.safetensors`` (the state dict) and ``NAME.json`` bes
 
 ``load_model`` accepts the ``.safetensors`` file, the ``.json`` file, or a directory holding
 ``model.safetensors`` + ``model.json`` (a training checkpoint directory).
+
+Files are written atomically (:func:`atomic_file`): to a temporary file beside the target,
+flushed to the disk (fsync), renamed onto the target (``os.replace``) and the directory fsync'ed,
+so a reader finds the old file or the new one, never a part, even after a crash or power loss.
+The trainer writes every file it rewrites the same way.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import re
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from cathtrack.model import CathNet, ModelConfig
 
 FORMAT = "cathtrack-model"
 VERSION = 1
 DEFAULT_STEM = "model"
+
+
+_TEMPORARY_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
+
+
+def temporary_path(target: Path) -> Path:
+    """A fresh hidden name beside ``target``: ``.NAME.<12 hex digits>.tmp`` (found by
+    :func:`remove_temporaries` when a crash left it behind)."""
+    return target.with_name(f".{target.name}.{uuid.uuid4().hex[:12]}.tmp")
+
+
+def is_temporary(path: Path) -> bool:
+    """Whether ``path`` is named like a :func:`temporary_path`."""
+    return _TEMPORARY_NAME.fullmatch(path.name) is not None
+
+
+def fsync_directory(path: str | Path) -> None:
+    """Makes a directory's entries (files created, renamed or removed in it) durable.
+
+    A no-op where directories cannot be opened (Windows, which has no ``O_DIRECTORY``).
+    """
+    if not hasattr(os, "O_DIRECTORY"):
+        return
+    descriptor = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | Path, mode: str = "wb", **options: Any) -> Iterator[IO]:
+    """An open temporary file that replaces ``path`` when the block ends without error.
+
+    The data is flushed and fsync'ed, the file renamed onto ``path`` (``os.replace``: a reader
+    sees the old file or the new one, never a part) and the directory fsync'ed. On an error the
+    temporary file is removed and ``path`` is left as it was; a process killed (or interrupted)
+    in the block leaves a hidden ``.NAME.<random>.tmp`` (:func:`remove_temporaries`).
+
+    Args:
+        path: the file to (re)write.
+        mode: ``"wb"`` or ``"w"`` (``open``'s mode; the file is always created new).
+        **options: more ``open`` arguments (``newline``, ``encoding``).
+    """
+    path = Path(path)
+    temporary = temporary_path(path)
+    try:
+        with open(temporary, mode.replace("w", "x"), **options) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except Exception:
+        temporary.unlink(missing_ok=True)
+        raise
+    fsync_directory(path.parent)
+
+
+def write_bytes_atomic(path: str | Path, data: bytes) -> None:
+    """``Path.write_bytes`` through :func:`atomic_file`."""
+    with atomic_file(path, "wb") as handle:
+        handle.write(data)
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """``Path.write_text`` through :func:`atomic_file`."""
+    with atomic_file(path, "w") as handle:
+        handle.write(text)
+
+
+def remove_temporaries(directory: str | Path) -> None:
+    """Deletes the temporary files (and links) a killed :func:`atomic_file` left in
+    ``directory``."""
+    directory = Path(directory)
+    if directory.is_dir():
+        for path in directory.iterdir():
+            if is_temporary(path) and (path.is_symlink() or not path.is_dir()):
+                path.unlink(missing_ok=True)
 
 
 def model_paths(path: str | Path) -> tuple[Path, Path]:
@@ -44,7 +132,8 @@ def save_model(
     training: dict[str, Any] | None = None,
     dtype: torch.dtype | None = None,
 ) -> Path:
-    """Writes the weights and metadata; returns the ``.safetensors`` path.
+    """Writes the weights and metadata (each atomically, :func:`atomic_file`); returns the
+    ``.safetensors`` path.
 
     Args:
         path: a ``.safetensors`` path or a directory (``model.safetensors`` inside it).
@@ -65,7 +154,7 @@ def save_model(
         if dtype is not None and tensor.is_floating_point():
             tensor = tensor.to(dtype)
         state[name] = tensor
-    save_file(state, str(weights))
+    write_bytes_atomic(weights, save(state))
     document = {
         "format": FORMAT,
         "version": VERSION,
@@ -73,7 +162,7 @@ def save_model(
         "input_size": int(input_size),
         "training": training or {},
     }
-    metadata.write_text(json.dumps(document, indent=2, sort_keys=True))
+    write_text_atomic(metadata, json.dumps(document, indent=2, sort_keys=True))
     return weights
 
 

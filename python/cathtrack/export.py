@@ -31,6 +31,9 @@ from typing import Any
 
 import torch
 
+from cathtrack.coordinates import OUTPUT_STRIDE
+from cathtrack.device import check_device, dtype_name, half_dtype
+
 FORMATS = ("pt2", "ts")
 FILE_FORMAT = "cathtrack-model-file"
 FORMAT_VERSION = 1
@@ -39,7 +42,7 @@ FORMAT_VERSION = 1
 NORMALIZATION = "percentile-stretch+bilinear-antialias"
 NORMALIZATION_VERSION = 1
 HEADS = "segmentation_logits,center_heatmap,size"
-OUTPUT_STRIDES = "1,4,4"  # of the three heads, relative to the input
+OUTPUT_STRIDES = f"1,{OUTPUT_STRIDE},{OUTPUT_STRIDE}"  # of the three heads, relative to the input
 TORCHSCRIPT_METADATA_FILE = "cathtrack.json"
 
 
@@ -50,45 +53,6 @@ def file_sha256(path: str | Path) -> str:
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def check_device(device: str, half: bool) -> str:
-    """'cpu' or 'cuda' (must be usable here); ``half`` must be runnable there. ValueError otherwise."""
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch sees no CUDA GPU")
-    if half:
-        half_dtype(device)
-    return device
-
-
-def cpu_has_native_bfloat16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN sees it."""
-    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
-def half_dtype(device: str) -> torch.dtype:
-    """The 16-bit float type of ``--half`` on a device: float16 on CUDA; bfloat16 on a CPU
-    that computes it natively (AVX512-BF16 or AMX: about 2x the float32 speed of ResNet34),
-    which keeps float32's exponent range so the network needs no rescaling.
-
-    Raises:
-        ValueError: a CPU without native bfloat16 (emulated, it would be slower than float32).
-    """
-    if device == "cuda":
-        return torch.float16
-    if not cpu_has_native_bfloat16():
-        raise ValueError(
-            "half precision on the CPU needs native bfloat16 (AVX512-BF16 or AMX), which this "
-            "CPU lacks; export without --half"
-        )
-    return torch.bfloat16
-
-
-def dtype_name(dtype: torch.dtype) -> str:
-    """'float32', 'float16' or 'bfloat16': the ``dtype`` metadata value."""
-    return str(dtype).removeprefix("torch.")
 
 
 def inductor_configs(device: str) -> dict:

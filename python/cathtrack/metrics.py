@@ -25,38 +25,15 @@ import contextlib
 import io
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from cathtrack.data.sample import Sample
+from cathtrack.prediction import Prediction
 
 ELECTRODE_CATEGORY = 2
-
-
-@dataclass
-class Prediction:
-    """What a model predicted for one frame (the metric-relevant part of a tracking result).
-
-    Attributes:
-        electrodes: (N, 2) float32 x, y centres in pixels.
-        scores: (N,) float32 confidence.
-        sizes: (N, 2) float32 box width, height in pixels.
-        mask: (H, W) catheter probability in [0, 1] (or binary); None if not predicted.
-        catheters: (type, electrode indices) per predicted catheter.
-        centerlines: (M, 2) float32 polyline per predicted catheter, tip first.
-        type_scores: score of each catheter's type match (0 for "unknown").
-    """
-
-    electrodes: np.ndarray
-    scores: np.ndarray
-    sizes: np.ndarray
-    mask: np.ndarray | None = None
-    catheters: list[tuple[str, np.ndarray]] = field(default_factory=list)
-    centerlines: list[np.ndarray] = field(default_factory=list)
-    type_scores: list[float] = field(default_factory=list)
 
 
 def coco_detections(predictions: Sequence[Prediction], image_ids: Sequence[int]) -> list[dict]:

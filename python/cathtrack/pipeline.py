@@ -8,79 +8,71 @@ must agree with. Steps:
 2. Forward: segmentation logits (H, W), electrode heatmap (H/4, W/4) of probabilities, size
    map (2, H/4, W/4) of box width/height in input pixels.
 3. Electrodes: ``find_peaks`` on the heatmap (3x3 NMS, sub-pixel log-parabola fit), mapped from
-   heatmap cells to input pixels by x = 4 (u + 0.5) - 0.5; sizes read at the integer peak.
+   heatmap cells to input pixels by x = 4 (u + 0.5) - 0.5 (:mod:`cathtrack.coordinates`); sizes
+   read at the integer peak.
 4. Catheters: mask = sigmoid(logits) > 0.5 -> ``thin`` -> ``trace_centerlines`` ->
    ``assign_electrodes`` -> ``classify_catheter`` for every centerline with >= 2 electrodes.
    If the electrodes of a centerline sit mostly in its proximal half, the centerline is turned
    around: the distal tip is where the electrodes are.
 5. Everything mapped back to the frame's pixel grid: x_frame = (x + 0.5) W / S - 0.5 (pixel
-   centres at integers), sizes scaled, the mask probability resized bilinearly.
+   centres at integers, :mod:`cathtrack.coordinates`), sizes scaled, the mask probability
+   resized bilinearly.
+
+Decoding settings are :class:`cathtrack.settings.DecodeSettings` (the tracker's defaults).
 """
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from cathtrack import postprocess as pp
+from cathtrack.catheters import UNKNOWN_TYPE
+from cathtrack.coordinates import (
+    heatmap_stride,
+    input_to_frame_scale,
+    to_frame_coordinates,
+    to_input_coordinates,
+)
 from cathtrack.data.normalize import normalize_frame, resize_frame
-from cathtrack.metrics import Prediction
-from cathtrack.train.targets import to_input_coordinates
-
-
-@dataclass(frozen=True)
-class DecodeSettings:
-    """Thresholds of the decoding steps, in model-input pixels.
-
-    Attributes:
-        score_threshold: minimum heatmap probability of an electrode.
-        max_peaks: at most this many electrodes per frame.
-        mask_threshold: probability above which a pixel is catheter.
-        min_centerline_length: shortest catheter centerline kept.
-        max_assign_distance: largest electrode-to-centerline distance.
-        spacing_tolerance: relative spacing error of the catheter type match
-            (:func:`cathtrack.postprocess.classify_catheter`).
-        catheters: run thinning, centerlines and type classification (False: electrodes and
-            mask only, e.g. for fast validation).
-    """
-
-    score_threshold: float = 0.05
-    max_peaks: int = 128
-    mask_threshold: float = 0.5
-    min_centerline_length: float = 10.0
-    max_assign_distance: float = 4.0
-    spacing_tolerance: float = pp.DEFAULT_SPACING_TOLERANCE
-    catheters: bool = True
+from cathtrack.prediction import Prediction
+from cathtrack.settings import DecodeSettings
 
 
 def decode(
     segmentation_logits: np.ndarray | torch.Tensor,
     heatmap: np.ndarray | torch.Tensor,
     size: np.ndarray | torch.Tensor,
-    settings: DecodeSettings = DecodeSettings(),
+    settings: DecodeSettings | None = None,
+    *,
+    catheters: bool = True,
 ) -> Prediction:
     """One frame's network outputs -> a Prediction in model-input pixels.
 
     Args:
         segmentation_logits: (H, W) or (1, H, W).
-        heatmap: (h, w) or (1, h, w) probabilities at stride 4.
+        heatmap: (h, w) or (1, h, w) probabilities at stride s = H / h (4, 2 or 1).
         size: (2, h, w) box width and height in input pixels.
+        settings: thresholds and lengths (None: the defaults). ``tip_lookback`` is not used
+            here: the tip direction is the tracker's, measured on the centerlines this returns.
+        catheters: run thinning, centerlines and type classification (False: electrodes and
+            mask only, e.g. for fast validation).
     """
+    settings = settings or DecodeSettings()
     logits = _numpy(segmentation_logits).reshape(_numpy(segmentation_logits).shape[-2:])
     heat = _numpy(heatmap).reshape(_numpy(heatmap).shape[-2:])
     sizes_map = _numpy(size).reshape(2, *heat.shape)
+    stride = heatmap_stride(logits.shape, heat.shape)
     cells, scores, index = pp.find_peaks(
         heat, settings.score_threshold, settings.max_peaks, return_index=True
     )
-    electrodes = to_input_coordinates(cells).astype(np.float32)
+    electrodes = to_input_coordinates(cells, stride).astype(np.float32)
     rows, cols = np.divmod(index.astype(np.int64), heat.shape[1])
     sizes = np.maximum(sizes_map[:, rows, cols].T, 0.0).astype(np.float32)
     # sigmoid as 0.5 (1 + tanh(x / 2)): no overflow for large negative logits
     mask = (0.5 * (1.0 + np.tanh(0.5 * logits.astype(np.float32)))).astype(np.float32)
     prediction = Prediction(electrodes, scores.astype(np.float32), sizes, mask)
-    if settings.catheters:
+    if catheters:
         _find_catheters(prediction, settings)
     return prediction
 
@@ -91,12 +83,12 @@ def _find_catheters(prediction: Prediction, settings: DecodeSettings) -> None:
     groups = pp.assign_electrodes(lines, prediction.electrodes, settings.max_assign_distance)
     for line, group in zip(lines, groups, strict=True):
         line, group = _orient_by_electrodes(line, group, prediction.electrodes)
-        device_type, score = pp.UNKNOWN_TYPE, 0.0
+        catheter_type, score = UNKNOWN_TYPE, 0.0
         if len(group) >= 2:
-            device_type, score = pp.classify_catheter(
+            catheter_type, score = pp.classify_catheter(
                 prediction.electrodes[group], settings.spacing_tolerance
             )
-        prediction.catheters.append((device_type, group))
+        prediction.catheters.append((catheter_type, group))
         prediction.type_scores.append(score)
         prediction.centerlines.append(line)
 
@@ -123,9 +115,9 @@ def preprocess(frame: np.ndarray, size: int) -> np.ndarray:
 def to_frame(prediction: Prediction, frame_shape: tuple[int, int], size: int) -> Prediction:
     """Maps a Prediction from the (size, size) model grid to a (H, W) frame grid."""
     height, width = frame_shape
-    scale = np.array([width / size, height / size], np.float32)
+    scale = input_to_frame_scale(frame_shape, size)
     mapped = Prediction(
-        electrodes=((prediction.electrodes + 0.5) * scale - 0.5).astype(np.float32),
+        electrodes=to_frame_coordinates(prediction.electrodes, frame_shape, size),
         scores=prediction.scores,
         sizes=(prediction.sizes * scale).astype(np.float32),
         mask=None
@@ -134,7 +126,7 @@ def to_frame(prediction: Prediction, frame_shape: tuple[int, int], size: int) ->
         catheters=prediction.catheters,
         type_scores=prediction.type_scores,
         centerlines=[
-            ((line + 0.5) * scale - 0.5).astype(np.float32) for line in prediction.centerlines
+            to_frame_coordinates(line, frame_shape, size) for line in prediction.centerlines
         ],
     )
     return mapped
@@ -154,12 +146,13 @@ def predict(
     model: torch.nn.Module,
     frames: list[np.ndarray],
     size: int,
-    settings: DecodeSettings = DecodeSettings(),
+    settings: DecodeSettings | None = None,
     device: str | torch.device = "cpu",
 ) -> list[Prediction]:
     """Runs the whole reference pipeline on frames of any size; results in each frame's pixels.
 
-    The input is cast to the dtype of the model's weights (a bfloat16 or float16 network).
+    The input is cast to the dtype of the model's weights (a bfloat16 or float16 network);
+    ``settings`` None decodes with the defaults.
     """
     batch = np.stack([preprocess(frame, size) for frame in frames])[:, None]
     dtype = next(model.parameters()).dtype

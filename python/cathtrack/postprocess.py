@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cathtrack import _native
-from cathtrack.devices import CATALOGUE, DEVICE_TYPES
+from cathtrack.catheters import CATALOGUE, CATHETER_TYPES, UNKNOWN_TYPE
+from cathtrack.device import check_device_name
+from cathtrack.settings import DecodeSettings
 
 if TYPE_CHECKING:
     import torch
@@ -28,11 +30,7 @@ __all__ = [
     "assign_electrodes",
     "classify_catheter",
     "spacing_templates",
-    "UNKNOWN_TYPE",
 ]
-
-UNKNOWN_TYPE = "unknown"
-DEFAULT_SPACING_TOLERANCE = 0.15
 
 
 def _is_torch_tensor(value: Any) -> bool:
@@ -89,9 +87,8 @@ def _as_points(value: Any, name: str) -> np.ndarray:
 
 
 def _check_device(device: str) -> str:
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" and not hasattr(_native, "thin_cuda"):
+    """``device`` when valid and, for CUDA, when this build has the post-processing kernels."""
+    if check_device_name(device) == "cuda" and not hasattr(_native, "thin_cuda"):
         raise RuntimeError(
             "this build of cathtrack has no CUDA kernels (nvcc was not found at build time); "
             "see cathtrack.build_info()"
@@ -209,20 +206,20 @@ def assign_electrodes(
 
 @lru_cache(maxsize=1)
 def spacing_templates() -> tuple[tuple[int, tuple[float, ...]], ...]:
-    """(index into DEVICE_TYPES, centre spacings in mm) per catalogue variant: the templates of
+    """(index into CATHETER_TYPES, centre spacings in mm) per catalogue variant: the templates of
     :func:`classify_catheter`, also handed to the native engine."""
     return tuple(
-        (DEVICE_TYPES.index(variant.type), variant.centre_spacing_mm) for variant in CATALOGUE
+        (CATHETER_TYPES.index(variant.type), variant.centre_spacing_mm) for variant in CATALOGUE
     )
 
 
 def classify_catheter(
-    ordered_xy: np.ndarray, tolerance: float = DEFAULT_SPACING_TOLERANCE
+    ordered_xy: np.ndarray, tolerance: float = DecodeSettings.spacing_tolerance
 ) -> tuple[str, float]:
     """Names a catheter from its electrode spacing pattern.
 
     The distances between consecutive electrodes (ordered distal -> proximal) are matched against
-    the centre-to-centre spacings of every variant in :data:`cathtrack.devices.CATALOGUE`, free of
+    the centre-to-centre spacings of every variant in :data:`cathtrack.catheters.CATALOGUE`, free of
     scale (pixels vs millimetres, magnification): for each window of the template, the observed
     spacings g are compared with the template w after the least-squares scale s = g.w / w.w; the
     relative residual e = |g - s w| / |g| gives a shape score exp(-(e/tolerance)^2 / 2), multiplied
@@ -233,7 +230,7 @@ def classify_catheter(
         tolerance: relative spacing error that lowers the shape score to exp(-1/2).
 
     Returns:
-        ``(type, score)``: a name of :data:`cathtrack.devices.DEVICE_TYPES` and a score in
+        ``(type, score)``: a name of :data:`cathtrack.catheters.CATHETER_TYPES` and a score in
         [0, 1], or ``("unknown", 0.0)`` for fewer than two electrodes.
     """
     if not tolerance > 0:
@@ -243,7 +240,7 @@ def classify_catheter(
     )
     if type_index < 0:
         return UNKNOWN_TYPE, 0.0
-    return DEVICE_TYPES[type_index], float(score)
+    return CATHETER_TYPES[type_index], float(score)
 
 
 # ---- CUDA: torch tensors in, raw device pointers and torch's current stream to the kernels ------

@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from cathtrack.devices import DEVICE_TYPES
+from cathtrack.catheters import UNKNOWN_TYPE, type_name
+from cathtrack.settings import DecodeSettings
 from cathtrack.tracking import CatheterDetection, SequenceTracker, TrackingParams
 
-__all__ = ["Tracker", "Result", "Catheter", "draw", "default_model_path"]
+__all__ = ["Tracker", "Result", "Catheter", "DecodeSettings", "draw", "default_model_path"]
 
-UNKNOWN_TYPE = "unknown"
 # Shipped default weights in order of preference: the paper's ResNet34 once trained, else the
 # lite model (see models/MODEL_CARD.md).
 DEFAULT_MODEL_FILES = ("cathtrack_resnet34.safetensors", "cathtrack_lite.safetensors")
@@ -43,7 +43,7 @@ class Catheter:
 
     Attributes:
         id: index of this catheter in ``Result.catheters`` (per frame, not a track id).
-        type: a name of :data:`cathtrack.devices.DEVICE_TYPES`, or ``"unknown"`` when fewer than
+        type: a name of :data:`cathtrack.catheters.CATHETER_TYPES`, or ``"unknown"`` when fewer than
             two electrodes lie on it or no spacing template matches.
         type_score: pattern-match score in [0, 1] (0 for unknown).
         centerline: (M, 2) float32 x, y pixels, distal tip first.
@@ -80,7 +80,7 @@ class Catheter:
 
 @dataclass(frozen=True, eq=False)
 class Result:
-    """What the tracker found in one frame (DESIGN.md 4.2), in the frame's pixels.
+    """What the tracker found in one frame (docs/design.md 4.2), in the frame's pixels.
 
     Attributes:
         mask: (H, W) uint8 catheter probability * 255 (rounded).
@@ -151,21 +151,12 @@ def default_model_path() -> Path:
     )
 
 
-def pick_device(device: str) -> str:
-    """ "auto" -> "cuda" when torch sees a GPU, else "cpu"; ValueError for anything unusable."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda"):
-        raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {device!r}")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch sees no CUDA GPU")
-    return device
-
-
 class Tracker:
     """Finds electrodes, catheter masks, centerlines and catheter types in fluoroscopy frames.
+
+    Each call looks at one frame on its own: ``track_id``s stay -1 and electrodes are not
+    smoothed, unless the tracker is built with ``temporal=True``, which follows catheters and
+    electrodes over consecutive calls (then call :meth:`reset` between sequences).
 
     Args:
         model: an exported ``.pt2``/``.ts`` file (used as is), a checkpoint (``.safetensors``,
@@ -173,22 +164,20 @@ class Tracker:
             backend), or None for the shipped default weights.
         device: "auto" (CUDA when available), "cpu" or "cuda".
         backend: "native" (C++ engine) or "python" (reference pipeline, eager torch).
-        score_threshold: minimum electrode heatmap score.
-        max_peaks: at most this many electrodes per frame.
-        mask_threshold: catheter probability threshold of the mask that is thinned.
-        min_centerline_length: shortest catheter centerline kept, model-input pixels.
-        max_assign_distance: largest electrode-to-centerline distance, model-input pixels.
-        spacing_tolerance: relative spacing error of the type matcher (see
-            :func:`cathtrack.postprocess.classify_catheter`).
-        tip_lookback: tip_direction is measured over this many model-input pixels of arc.
+        settings: decoding settings (:class:`cathtrack.settings.DecodeSettings`; None: its
+            defaults).
+        **decode: single decoding settings by name, applied over ``settings``
+            (``score_threshold=0.5``, ``max_peaks``, ``mask_threshold``,
+            ``min_centerline_length``, ``max_assign_distance``, ``spacing_tolerance``,
+            ``tip_lookback``; see :class:`~cathtrack.settings.DecodeSettings`).
         threads: intra-op CPU threads during a call (0: torch's current setting).
         export_format: format a checkpoint is exported to for the native backend ("pt2", or "ts").
         half: 16-bit floats when a checkpoint is exported: float16 on CUDA, bfloat16 on a CPU
-            with native bfloat16 (:func:`cathtrack.export.half_dtype`; an exported file keeps
+            with native bfloat16 (:func:`cathtrack.device.half_dtype`; an exported file keeps
             its own precision).
         temporal: track over consecutive calls (:class:`cathtrack.tracking.SequenceTracker`):
             stable ``track_id``s and Kalman-smoothed electrodes; call :meth:`reset` between
-            sequences.
+            sequences. False (the default): every frame is decoded on its own.
         tracking: parameters of the temporal tracker (None: the defaults).
 
     Raises:
@@ -200,6 +189,10 @@ class Tracker:
         tracker = cathtrack.Tracker("model.safetensors")
         result = tracker(frame)          # frame: (H, W) uint8/uint16/float32
         result.electrodes, result.catheters[0].tip
+        tracker.configure(score_threshold=0.5)   # or Tracker(..., score_threshold=0.5)
+
+    Attributes:
+        settings: the decoding settings in use (a frozen :class:`DecodeSettings`).
     """
 
     def __init__(
@@ -207,35 +200,24 @@ class Tracker:
         model: str | Path | None = None,
         device: str = "auto",
         backend: str = "native",
-        score_threshold: float = 0.3,
         *,
-        max_peaks: int = 128,
-        mask_threshold: float = 0.5,
-        min_centerline_length: float = 10.0,
-        max_assign_distance: float = 4.0,
-        spacing_tolerance: float = 0.15,
-        tip_lookback: float = 10.0,
+        settings: DecodeSettings | None = None,
         threads: int = 0,
         export_format: str = "pt2",
         half: bool = False,
         temporal: bool = False,
         tracking: TrackingParams | None = None,
+        **decode: float,
     ) -> None:
         if backend not in ("native", "python"):
             raise ValueError(f"backend must be 'native' or 'python', got {backend!r}")
         if export_format not in ("pt2", "ts"):
             raise ValueError(f"export_format must be 'pt2' or 'ts', got {export_format!r}")
+        from cathtrack.device import pick_device
+
         self.backend = backend
         self.device = pick_device(device)
-        self.settings = {
-            "score_threshold": float(score_threshold),
-            "max_peaks": int(max_peaks),
-            "mask_threshold": float(mask_threshold),
-            "min_centerline_length": float(min_centerline_length),
-            "max_assign_distance": float(max_assign_distance),
-            "spacing_tolerance": float(spacing_tolerance),
-            "tip_lookback": float(tip_lookback),
-        }
+        self.settings = (settings or DecodeSettings()).replace(**decode)
         source = Path(model) if model is not None else default_model_path()
         if not source.exists():
             raise FileNotFoundError(f"{source}: model not found")
@@ -250,7 +232,7 @@ class Tracker:
             templates = [(index, list(spacing)) for index, spacing in spacing_templates()]
             self._engine = _native.Engine(
                 str(source), device=self.device, threads=int(threads),
-                templates=templates, **self.settings,
+                templates=templates, settings=self.settings.to_native(),
             )  # fmt: skip
             self.metadata: dict[str, str] = dict(self._engine.metadata())
             self.input_size = int(self._engine.input_size)
@@ -266,33 +248,24 @@ class Tracker:
         if self.sequence is not None:
             self.sequence.reset()
 
-    def configure(self, **settings: float) -> None:
+    def configure(self, settings: DecodeSettings | None = None, **changes: float) -> None:
         """Changes decoding settings for the next frames without reloading the model; tracks of
         the temporal mode are kept.
 
         Args:
-            **settings: any of ``score_threshold``, ``max_peaks``, ``mask_threshold``,
-                ``min_centerline_length``, ``max_assign_distance``, ``spacing_tolerance``,
-                ``tip_lookback`` (see the constructor).
+            settings: new settings as a whole (None: keep the current ones).
+            **changes: single fields by name, applied over ``settings`` (see
+                :class:`~cathtrack.settings.DecodeSettings`).
 
         Raises:
             ValueError: an unknown name or a value the engine refuses (nothing changes then).
+            TypeError: a value that is not a number (nothing changes then).
         """
-        unknown = sorted(set(settings) - set(self.settings))
-        if unknown:
-            raise ValueError(
-                f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(self.settings)}"
-            )
-        updated = {
-            name: type(self.settings[name])(settings.get(name, value))
-            for name, value in self.settings.items()
-        }
+        updated = (settings or self.settings).replace(**changes)
         if self.backend == "native":
-            self._engine.set_settings(**updated)  # checks the values, atomically
+            self._engine.set_settings(updated.to_native())  # checks the values, atomically
         else:
-            from cathtrack import _native
-
-            _native.check_decode_settings(**updated)  # the engine's own check: same refusals
+            updated.check()  # the engine's own check: the same refusals
         self.settings = updated
 
     def __call__(self, frame: np.ndarray) -> Result:
@@ -323,7 +296,7 @@ class Tracker:
             catheters=[
                 Catheter(
                     id=i,
-                    type=DEVICE_TYPES[c["type"]] if c["type"] >= 0 else UNKNOWN_TYPE,
+                    type=type_name(c["type"]),
                     type_score=float(c["type_score"]),
                     centerline=c["centerline"],
                     electrodes=c["electrodes"],
@@ -333,7 +306,7 @@ class Tracker:
                 for i, c in enumerate(raw["catheters"])
             ],
             timings=dict(raw["timings"]),
-            mask_threshold=self.settings["mask_threshold"],
+            mask_threshold=self.settings.mask_threshold,
         )
 
     def run(self, frames: Iterable[np.ndarray]) -> Iterator[Result]:
@@ -391,7 +364,7 @@ class _ReferencePipeline:
 
         self.device = device
         self.threads = threads
-        from cathtrack.export import half_dtype
+        from cathtrack.device import half_dtype
 
         self.dtype = half_dtype(device) if half else torch.float32
         if source.suffix in _EXPORTED_SUFFIXES:
@@ -415,10 +388,11 @@ class _ReferencePipeline:
                 "model_config": json.dumps(document["model"], sort_keys=True),
             }
 
-    def __call__(self, frame: np.ndarray, settings: dict) -> Result:
+    def __call__(self, frame: np.ndarray, settings: DecodeSettings) -> Result:
         import torch
 
         from cathtrack import pipeline
+        from cathtrack.coordinates import input_to_frame_scale
 
         previous_threads = torch.get_num_threads()
         if self.threads > 0:
@@ -433,21 +407,11 @@ class _ReferencePipeline:
             if self.device == "cuda":
                 torch.cuda.synchronize()
             inferred = time.perf_counter()
-            decode_settings = pipeline.DecodeSettings(
-                score_threshold=settings["score_threshold"],
-                max_peaks=settings["max_peaks"],
-                mask_threshold=settings["mask_threshold"],
-                min_centerline_length=settings["min_centerline_length"],
-                max_assign_distance=settings["max_assign_distance"],
-                spacing_tolerance=settings["spacing_tolerance"],
-            )
-            model_grid = pipeline.decode(segmentation[0], heatmap[0], size[0], decode_settings)
+            model_grid = pipeline.decode(segmentation[0], heatmap[0], size[0], settings)
             on_frame = pipeline.to_frame(model_grid, frame.shape[:2], self.input_size)
-            scale = np.array(
-                [frame.shape[1] / self.input_size, frame.shape[0] / self.input_size], np.float32
-            )
+            scale = input_to_frame_scale(frame.shape[:2], self.input_size)
             catheters = []
-            for i, ((device_type, group), score, line) in enumerate(
+            for i, ((catheter_type, group), score, line) in enumerate(
                 zip(
                     model_grid.catheters,
                     model_grid.type_scores,
@@ -458,12 +422,12 @@ class _ReferencePipeline:
                 catheters.append(
                     Catheter(
                         id=i,
-                        type=device_type,
+                        type=catheter_type,
                         type_score=float(score),
                         centerline=on_frame.centerlines[i],
                         electrodes=np.asarray(group, np.int64),
                         tip=tuple(float(v) for v in on_frame.centerlines[i][0]),
-                        tip_direction=_tip_direction(line, settings["tip_lookback"], scale),
+                        tip_direction=_tip_direction(line, settings.tip_lookback, scale),
                     )
                 )
             mask = np.rint(on_frame.mask * np.float32(255.0)).astype(np.uint8)
@@ -482,7 +446,7 @@ class _ReferencePipeline:
                 "postprocess": 1e3 * (finished - inferred),
                 "total": 1e3 * (finished - start),
             },
-            mask_threshold=settings["mask_threshold"],
+            mask_threshold=settings.mask_threshold,
         )
 
 

@@ -36,6 +36,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from cathtrack.catheters import UNKNOWN_TYPE
+
 __all__ = ["TrackingParams", "CatheterDetection", "FrameTracks", "SequenceTracker"]
 
 _FORBIDDEN = 1e9  # cost of a gated-out pair
@@ -85,7 +87,7 @@ class CatheterDetection:
 
     Attributes:
         centerline: (M, 2) x, y pixels, distal tip first.
-        type: device type name ("unknown" when not classified).
+        type: catheter type name (``UNKNOWN_TYPE`` when not classified).
         electrodes: (K,) indices into the frame's electrode array, distal first.
     """
 
@@ -261,7 +263,7 @@ class SequenceTracker:
             cost = symmetric_distances(predicted, np.stack(lines))
             for i, track in enumerate(tracks):
                 for j, d in enumerate(detections):
-                    differ = track.type != d.type and "unknown" not in (track.type, d.type)
+                    differ = track.type != d.type and UNKNOWN_TYPE not in (track.type, d.type)
                     cost[i, j] += p.type_cost * differ + p.count_cost * abs(
                         track.count - len(d.electrodes)
                     )

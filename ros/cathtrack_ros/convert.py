@@ -1,4 +1,4 @@
-"""sensor_msgs/Image <-> numpy without cv_bridge (no wheel exists; DESIGN.md 4.5).
+"""sensor_msgs/Image <-> numpy without cv_bridge (no wheel exists; docs/design.md 4.5).
 
 Pure functions on message objects: they need the message library, not a running ROS graph.
 """

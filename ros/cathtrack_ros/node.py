@@ -1,4 +1,4 @@
-"""The ``cathtrack`` ROS 2 node (DESIGN.md 4.5; topics, units, QoS and lifecycle in docs/ros.md).
+"""The ``cathtrack`` ROS 2 node (docs/design.md 4.5; topics, units, QoS and lifecycle in docs/ros.md).
 
 A managed (lifecycle) node: ``configure`` loads the model, ``activate`` starts tracking,
 ``deactivate`` stops it (frames are then ignored and counted), ``cleanup`` releases the model,
@@ -39,6 +39,8 @@ from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
 import cathtrack
+from cathtrack.catheters import type_colour
+from cathtrack.settings import DecodeSettings
 from cathtrack_ros.convert import MalformedImage, array_to_image, check_image, image_to_array
 
 __all__ = ["CathtrackNode", "main", "pose_array", "catheter_markers"]
@@ -52,15 +54,6 @@ LOG_THROTTLE_S = 5.0
 DIAGNOSTICS_PERIOD_S = 1.0
 LINE_WIDTH_PX = 2.0
 ELECTRODE_DIAMETER_PX = 5.0
-# Marker colours by catheter type (RGBA); unknown and unlisted types are grey.
-TYPE_COLOURS = {
-    "cs_decapolar": (0.2, 0.6, 1.0),
-    "quadripolar": (0.2, 0.9, 0.4),
-    "ablation": (1.0, 0.3, 0.2),
-    "circular_mapping": (0.7, 0.3, 1.0),
-    "pacing_lead": (1.0, 0.8, 0.1),
-}
-UNKNOWN_COLOUR = (0.7, 0.7, 0.7)
 # The executor and worker threads hand the GIL over at least once per frame; with Python's default
 # 5 ms switch interval a thread could wait up to 5 ms for it (measured as 5 ms latency tails).
 GIL_SWITCH_INTERVAL_S = 0.0005
@@ -138,7 +131,7 @@ def catheter_markers(header: Header, result: cathtrack.Result, scale: float) -> 
     markers = [Marker(header=header, action=Marker.DELETEALL)]
     for index, catheter in enumerate(result.catheters):
         marker_id = catheter.track_id if catheter.track_id >= 0 else -1 - index
-        r, g, b = TYPE_COLOURS.get(catheter.type, UNKNOWN_COLOUR)
+        r, g, b = type_colour(catheter.type)  # the catalogue's colour; unknown types grey
         colour = ColorRGBA(r=r, g=g, b=b, a=1.0)
         line = Marker(header=header, ns=catheter.type, id=marker_id, type=Marker.LINE_STRIP)
         line.action = Marker.ADD
@@ -231,7 +224,7 @@ class CathtrackNode(LifecycleNode):
         )
         self.declare_parameter(
             "score_threshold",
-            0.3,
+            DecodeSettings.score_threshold,
             described(
                 "minimum electrode heatmap score (changeable at run time; tracks are kept)",
                 floating_point_range=[FloatingPointRange(from_value=0.0, to_value=1.0)],

@@ -7,14 +7,21 @@
 #include <pybind11/stl.h>
 #include <torch/version.h>
 
+#include <charconv>
 #include <cstdint>
+#include <memory>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "postprocess/centerline.hpp"
+#include "postprocess/geometry.hpp"
 #include "postprocess/patterns.hpp"
 #include "postprocess/peaks.hpp"
 #include "postprocess/thinning.hpp"
+#include "runtime/decode_settings.hpp"
 #include "runtime/engine.hpp"
 #include "runtime/preprocess.hpp"
 
@@ -260,34 +267,119 @@ py::dict run_engine(rt::Engine& engine, const py::array& frame) {
   return result_to_dict(result, std::move(mask));
 }
 
-// The decoding part of EngineSettings, from the keyword arguments Python passes everywhere.
-rt::EngineSettings decode_settings(float score_threshold, int max_peaks, float mask_threshold,
-                                   float min_centerline_length, float max_assign_distance,
-                                   float spacing_tolerance, float tip_lookback) {
-  rt::EngineSettings settings;
-  settings.score_threshold = score_threshold;
-  settings.max_peaks = max_peaks;
-  settings.mask_threshold = mask_threshold;
-  settings.min_centerline_length = min_centerline_length;
-  settings.max_assign_distance = max_assign_distance;
-  settings.spacing_tolerance = spacing_tolerance;
-  settings.tip_lookback = tip_lookback;
-  return settings;
-}
-
 std::unique_ptr<rt::Engine> make_engine(
     const std::string& path, const std::string& device, int threads,
-    const std::vector<std::pair<int, std::vector<float>>>& templates, float score_threshold,
-    int max_peaks, float mask_threshold, float min_centerline_length, float max_assign_distance,
-    float spacing_tolerance, float tip_lookback) {
-  rt::EngineSettings settings =
-      decode_settings(score_threshold, max_peaks, mask_threshold, min_centerline_length,
-                      max_assign_distance, spacing_tolerance, tip_lookback);
+    const std::vector<std::pair<int, std::vector<float>>>& templates,
+    const rt::DecodeSettings& decode) {
+  rt::EngineSettings settings;
   settings.device = device;
   settings.threads = threads;
+  settings.decode = decode;
   for (const auto& [type, spacing] : templates) settings.templates.push_back({type, spacing});
   py::gil_scoped_release release;  // loading a .pt2 extracts and dlopens it: seconds
   return std::make_unique<rt::Engine>(path, std::move(settings));
+}
+
+// ---- DecodeSettings: the one binding of the decoding settings ----------------------------------
+
+// Every field once: name, member pointer. The constructor, repr, equality and pickling use it.
+template <typename F>
+void for_each_field(F&& f) {
+  f("score_threshold", &rt::DecodeSettings::score_threshold);
+  f("max_peaks", &rt::DecodeSettings::max_peaks);
+  f("mask_threshold", &rt::DecodeSettings::mask_threshold);
+  f("min_centerline_length", &rt::DecodeSettings::min_centerline_length);
+  f("max_assign_distance", &rt::DecodeSettings::max_assign_distance);
+  f("spacing_tolerance", &rt::DecodeSettings::spacing_tolerance);
+  f("tip_lookback", &rt::DecodeSettings::tip_lookback);
+}
+
+bool same_settings(const rt::DecodeSettings& a, const rt::DecodeSettings& b) {
+  bool equal = true;
+  for_each_field([&](const char*, auto member) { equal = equal && a.*member == b.*member; });
+  return equal;
+}
+
+// A float32 as Python would print the float it names (shortest round trip: 0.3, 10.0).
+std::string format_value(float value) {
+  char buffer[32];
+  const auto [end, error] = std::to_chars(buffer, buffer + sizeof(buffer), value);
+  std::string text(buffer, error == std::errc() ? end : buffer);
+  if (text == "-nan") return "nan";
+  if (text == "inf" || text == "-inf" || text == "nan") return text;
+  if (text.find_first_of(".e") == std::string::npos) text += ".0";
+  return text;
+}
+
+std::string format_value(int value) { return std::to_string(value); }
+
+std::string repr(const rt::DecodeSettings& settings) {
+  std::string out = "DecodeSettings(";
+  const char* separator = "";
+  for_each_field([&](const char* name, auto member) {
+    out += separator;
+    out += name;
+    out += "=";
+    out += format_value(settings.*member);
+    separator = ", ";
+  });
+  return out + ")";
+}
+
+py::tuple settings_state(const rt::DecodeSettings& settings) {
+  py::list values;
+  for_each_field([&](const char*, auto member) { values.append(settings.*member); });
+  return py::tuple(values);
+}
+
+rt::DecodeSettings settings_from_state(const py::tuple& state) {
+  rt::DecodeSettings settings;
+  std::size_t count = 0;
+  for_each_field([&](const char*, auto) { ++count; });
+  if (state.size() != count) throw std::runtime_error("DecodeSettings: bad pickled state");
+  std::size_t i = 0;
+  for_each_field([&](const char*, auto member) {
+    using Value = std::remove_reference_t<decltype(settings.*member)>;
+    settings.*member = state[i++].cast<Value>();
+  });
+  return settings;
+}
+
+void bind_decode_settings(py::module_& m) {
+  const rt::DecodeSettings defaults{};
+  py::class_<rt::DecodeSettings> cls(m, "DecodeSettings",
+                                     "The engine's decoding settings (src/cpp/runtime/"
+                                     "decode_settings.hpp). Build from "
+                                     "cathtrack.settings.DecodeSettings.to_native().");
+  cls.def(py::init([](float score_threshold, int max_peaks, float mask_threshold,
+                      float min_centerline_length, float max_assign_distance,
+                      float spacing_tolerance, float tip_lookback) {
+            rt::DecodeSettings settings;
+            settings.score_threshold = score_threshold;
+            settings.max_peaks = max_peaks;
+            settings.mask_threshold = mask_threshold;
+            settings.min_centerline_length = min_centerline_length;
+            settings.max_assign_distance = max_assign_distance;
+            settings.spacing_tolerance = spacing_tolerance;
+            settings.tip_lookback = tip_lookback;
+            return settings;
+          }),
+          py::kw_only(), py::arg("score_threshold") = defaults.score_threshold,
+          py::arg("max_peaks") = defaults.max_peaks,
+          py::arg("mask_threshold") = defaults.mask_threshold,
+          py::arg("min_centerline_length") = defaults.min_centerline_length,
+          py::arg("max_assign_distance") = defaults.max_assign_distance,
+          py::arg("spacing_tolerance") = defaults.spacing_tolerance,
+          py::arg("tip_lookback") = defaults.tip_lookback);
+  for_each_field([&](const char* name, auto member) { cls.def_readwrite(name, member); });
+  cls.def("__repr__", &repr)
+      .def("__eq__", &same_settings, py::is_operator())
+      .def("__copy__", [](const rt::DecodeSettings& s) { return s; })
+      .def(
+          "__deepcopy__", [](const rt::DecodeSettings& s, const py::dict&) { return s; },
+          py::arg("memo"))
+      .def(py::pickle(&settings_state, &settings_from_state));
+  cls.attr("__hash__") = py::none();  // mutable, compared by value
 }
 
 py::array_t<float> normalize_frame(const py::array& frame) {
@@ -397,41 +489,32 @@ PYBIND11_MODULE(_native, m) {
         return metadata_to_dict(metadata);
       },
       py::arg("path"));
-  m.def(
-      "check_decode_settings",
-      [](float score_threshold, int max_peaks, float mask_threshold, float min_centerline_length,
-         float max_assign_distance, float spacing_tolerance, float tip_lookback) {
-        rt::check_settings(decode_settings(score_threshold, max_peaks, mask_threshold,
-                                           min_centerline_length, max_assign_distance,
-                                           spacing_tolerance, tip_lookback));
-      },
-      "The engine's check of decoding settings (ValueError naming the bad value).", py::kw_only(),
-      py::arg("score_threshold"), py::arg("max_peaks"), py::arg("mask_threshold"),
-      py::arg("min_centerline_length"), py::arg("max_assign_distance"),
-      py::arg("spacing_tolerance"), py::arg("tip_lookback"));
+  bind_decode_settings(m);
+  m.def("check_decode_settings", &rt::check_decode_settings,
+        "The engine's check of decoding settings (ValueError naming the bad value).",
+        py::arg("settings"));
   py::class_<rt::Engine>(m, "Engine")
       .def(py::init(&make_engine), py::arg("path"), py::kw_only(), py::arg("device") = "cpu",
            py::arg("threads") = 0,
            py::arg("templates") = std::vector<std::pair<int, std::vector<float>>>{},
-           py::arg("score_threshold") = 0.3f, py::arg("max_peaks") = 128,
-           py::arg("mask_threshold") = 0.5f, py::arg("min_centerline_length") = 10.0f,
-           py::arg("max_assign_distance") = 4.0f, py::arg("spacing_tolerance") = 0.15f,
-           py::arg("tip_lookback") = 10.0f)
+           py::arg("settings") = rt::DecodeSettings{})
       .def("__call__", &run_engine, py::arg("frame"))
       .def(
           "set_settings",
-          [](rt::Engine& engine, float score_threshold, int max_peaks, float mask_threshold,
-             float min_centerline_length, float max_assign_distance, float spacing_tolerance,
-             float tip_lookback) {
-            const rt::EngineSettings settings =
-                decode_settings(score_threshold, max_peaks, mask_threshold, min_centerline_length,
-                                max_assign_distance, spacing_tolerance, tip_lookback);
+          [](rt::Engine& engine, const rt::DecodeSettings& settings) {
             py::gil_scoped_release release;  // waits for a frame another thread is running
             engine.set_decode_settings(settings);
           },
-          py::kw_only(), py::arg("score_threshold"), py::arg("max_peaks"),
-          py::arg("mask_threshold"), py::arg("min_centerline_length"),
-          py::arg("max_assign_distance"), py::arg("spacing_tolerance"), py::arg("tip_lookback"))
+          "Decoding settings for the next frames (checked first: bad values raise ValueError "
+          "and leave the current ones).",
+          py::arg("settings"))
+      .def_property_readonly(
+          "settings",
+          [](const rt::Engine& engine) {
+            py::gil_scoped_release release;  // waits for a frame another thread is running
+            return engine.decode_settings();
+          },
+          "A copy of the decoding settings (change them with set_settings).")
       .def("metadata", [](const rt::Engine& engine) { return metadata_to_dict(engine.metadata()); })
       .def_property_readonly("input_size", &rt::Engine::input_size)
       .def_property_readonly("device", &rt::Engine::device);

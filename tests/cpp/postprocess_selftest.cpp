@@ -8,14 +8,20 @@
 #include <cstdio>
 #include <limits>
 #include <random>
+#include <stdexcept>
+#include <string>
+#include <utility>
 #include <vector>
 
 #include "postprocess/centerline.hpp"
+#include "postprocess/geometry.hpp"
 #include "postprocess/patterns.hpp"
 #include "postprocess/peaks.hpp"
 #include "postprocess/thinning.hpp"
+#include "runtime/decode_settings.hpp"
 
 namespace pp = cathtrack::postprocess;
+namespace rt = cathtrack::runtime;
 
 namespace {
 
@@ -371,6 +377,56 @@ void test_patterns(std::mt19937& rng) {
   }
 }
 
+// The message check_decode_settings throws for these settings, "" when it accepts them.
+std::string refusal(const rt::DecodeSettings& settings) {
+  try {
+    rt::check_decode_settings(settings);
+  } catch (const std::invalid_argument& error) {
+    return error.what();
+  }
+  return "";
+}
+
+void test_decode_settings() {
+  check(refusal(rt::DecodeSettings{}).empty(), "the default decoding settings are accepted");
+  rt::DecodeSettings zero;
+  zero.score_threshold = zero.mask_threshold = zero.min_centerline_length = 0.0f;
+  zero.max_assign_distance = zero.tip_lookback = 0.0f;
+  zero.max_peaks = 0;
+  check(refusal(zero).empty(), "zero thresholds, lengths and max_peaks are accepted");
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::pair<const char*, float rt::DecodeSettings::*> thresholds[] = {
+      {"score_threshold", &rt::DecodeSettings::score_threshold},
+      {"mask_threshold", &rt::DecodeSettings::mask_threshold},
+      {"min_centerline_length", &rt::DecodeSettings::min_centerline_length},
+      {"max_assign_distance", &rt::DecodeSettings::max_assign_distance},
+      {"tip_lookback", &rt::DecodeSettings::tip_lookback}};
+  int index = 0;
+  for (const auto& [name, member] : thresholds) {
+    for (const float bad : {-1.0f, nan, inf}) {
+      rt::DecodeSettings settings;
+      settings.*member = bad;
+      check(refusal(settings).rfind(std::string(name) + " must be finite and >= 0, got ", 0) == 0,
+            "a bad threshold or length is refused by name", index);
+    }
+    ++index;
+  }
+  rt::DecodeSettings peaks;
+  peaks.max_peaks = -1;
+  check(refusal(peaks) == "max_peaks must be >= 0, got -1", "a negative max_peaks is refused");
+  for (const float bad : {0.0f, -0.1f, nan, inf}) {
+    rt::DecodeSettings settings;
+    settings.spacing_tolerance = bad;
+    check(refusal(settings).rfind("spacing_tolerance must be finite and > 0, got ", 0) == 0,
+          "a spacing_tolerance that is not > 0 is refused");
+  }
+  rt::DecodeSettings both;  // the first bad value is named
+  both.max_peaks = -1;
+  both.spacing_tolerance = 0.0f;
+  check(refusal(both) == "max_peaks must be >= 0, got -1", "the first bad value is named");
+}
+
 }  // namespace
 
 int main() {
@@ -379,6 +435,7 @@ int main() {
   test_peaks(rng);
   test_centerlines(rng);
   test_patterns(rng);
+  test_decode_settings();
   std::printf("postprocess selftest: %d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

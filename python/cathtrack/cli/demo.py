@@ -42,7 +42,7 @@ def prediction_from_result(result):
     """The metric-relevant part of a tracking Result (the binary mask, as the JSON file holds)."""
     import numpy as np
 
-    from cathtrack.metrics import Prediction
+    from cathtrack.prediction import Prediction
 
     return Prediction(
         electrodes=result.electrodes,

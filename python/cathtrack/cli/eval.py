@@ -14,6 +14,8 @@ import math
 import time
 from pathlib import Path
 
+from cathtrack.settings import DecodeSettings
+
 HELP = "score a model on a labelled dataset (AP, F1 at 2 px, MAE, mean J, Dice, type accuracy, FPS)"
 EXAMPLES = """  cathtrack eval runs/paper data/clinical_test
   cathtrack eval runs/paper/checkpoints/best data/clinical_test --json eval.json
@@ -50,8 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--score-threshold",
         type=float,
-        default=0.3,
-        help="electrode score for precision/recall/F1/MAE (AP ranks all peaks; default 0.3)",
+        default=DecodeSettings.score_threshold,
+        help="electrode score for precision/recall/F1/MAE (AP ranks all peaks; default "
+        f"{DecodeSettings.score_threshold})",
     )
     parser.add_argument("--radius", type=float, default=2.0, help="match distance, px (default 2)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N frames")
@@ -143,7 +146,7 @@ def sequence_frames(model, reader, size: int, args: argparse.Namespace, device: 
     its catheter among the frame's catheter annotations, index from the tip)."""
     import numpy as np
 
-    from cathtrack.pipeline import DecodeSettings, predict
+    from cathtrack.pipeline import predict
     from cathtrack.tracking import CatheterDetection, SequenceTracker
     from cathtrack.tracking_metrics import TrackFrame
 
@@ -219,10 +222,10 @@ def run(args: argparse.Namespace) -> int:
     from cathtrack.cli import CliError
     from cathtrack.data.coco import CocoReader
     from cathtrack.data.readers import open_reader
-    from cathtrack.export import dtype_name, half_dtype
+    from cathtrack.device import dtype_name, half_dtype, pick_device
     from cathtrack.metrics import coco_detections, evaluate
-    from cathtrack.pipeline import DecodeSettings, predict
-    from cathtrack.tracker import pick_device
+    from cathtrack.pipeline import predict
+    from cathtrack.settings import EVAL_SCORE_THRESHOLD
 
     if args.batch < 1:
         raise CliError(f"--batch must be >= 1, got {args.batch}")
@@ -249,7 +252,8 @@ def run(args: argparse.Namespace) -> int:
     )
     ground_truth = reader.coco if isinstance(reader, CocoReader) else None
 
-    settings = DecodeSettings()
+    # every peak the AP ranks; precision/recall/F1 count those above --score-threshold
+    settings = DecodeSettings(score_threshold=EVAL_SCORE_THRESHOLD)
     samples, predictions = [], []
     with tqdm(total=count, desc="eval", unit="frame") as progress:
         for start in range(0, count, args.batch):

@@ -13,6 +13,8 @@ import json
 import sys
 from pathlib import Path
 
+from cathtrack.settings import DecodeSettings
+
 HELP = "track electrodes and catheters in images, folders, videos or DICOM files"
 EXAMPLES = """  cathtrack predict frame.png --out out
   cathtrack predict recordings/ run.avi study.dcm --out out --device cpu
@@ -35,7 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--backend", default="native", help="native | python (default native)")
     parser.add_argument(
-        "--score-threshold", type=float, default=0.3, help="minimum electrode score (default 0.3)"
+        "--score-threshold",
+        type=float,
+        default=DecodeSettings.score_threshold,
+        help=f"minimum electrode score (default {DecodeSettings.score_threshold})",
     )
     parser.add_argument(
         "--video-format",

@@ -1,4 +1,4 @@
-"""`cathtrack synth`: write a synthetic fluoroscopy dataset (COCO, DESIGN.md 4.1) or a preview.
+"""`cathtrack synth`: write a synthetic fluoroscopy dataset (COCO, docs/design.md 4.1) or a preview.
 
 Frame i of the dataset is rendered from a seed derived from (--seed, i) and sequence k from
 (--seed, k), so the output does not depend on the number of worker processes.
@@ -14,7 +14,7 @@ HELP = "generate a synthetic EP fluoroscopy dataset (COCO) or a preview grid"
 EXAMPLES = """  cathtrack synth --out data/synth --n 2000
   cathtrack synth --out data/synth_hard --n 500 --preset hard --size 512 --bits 16 --seed 7
   cathtrack synth --out data/video --n 0 --sequences 20 --frames 30
-  cathtrack synth --out data/real_bg --n 1000 --backgrounds ../shared/data/angiograms/training
+  cathtrack synth --out data/real_bg --n 1000 --backgrounds data/angiograms/training
   cathtrack synth --preview docs/synth_preview.png"""
 
 _SINGLE, _SEQUENCE = 0, 1  # seed streams: single frames and sequences never share a seed

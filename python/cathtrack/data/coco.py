@@ -1,4 +1,4 @@
-"""The COCO dataset format of DESIGN.md 4.1: :func:`write_coco` and :class:`CocoReader`.
+"""The COCO dataset format of docs/design.md 4.1: :func:`write_coco` and :class:`CocoReader`.
 
 Layout::
 
@@ -36,6 +36,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
+from cathtrack.catheters import UNKNOWN_TYPE
 from cathtrack.data.sample import TASKS, CatheterLabel, Sample
 
 CATEGORIES = [
@@ -101,7 +102,7 @@ def _catheter_annotations(
     targets = [c for c in sample.catheters if c.target]
     if sample.mask is not None and sample.mask.any() and not targets:
         # Mask without instances (e.g. a mask-only source): one instance of unknown type.
-        targets = [CatheterLabel(-1, "unknown", np.zeros((0, 2), np.float32))]
+        targets = [CatheterLabel(-1, UNKNOWN_TYPE, np.zeros((0, 2), np.float32))]
     owners = None
     if sample.mask is not None:
         owners = _partition_mask(sample.mask, [c.centerline for c in targets])
@@ -174,7 +175,7 @@ def write_coco(
     bits: int = 8,
     sequences: list[dict] | None = None,
 ) -> Path:
-    """Write samples as a COCO dataset (DESIGN.md 4.1).
+    """Write samples as a COCO dataset (docs/design.md 4.1).
 
     Args:
         root: dataset folder (created if needed).
@@ -219,7 +220,7 @@ def write_coco(
         annotations += catheters
         annotations += _electrode_annotations(sample, image_id, len(annotations) + 1, ids)
     dataset = {
-        "info": {"description": "cathtrack dataset (DESIGN.md 4.1)", "version": "1.0"},
+        "info": {"description": "cathtrack dataset (docs/design.md 4.1)", "version": "1.0"},
         "images": images,
         "annotations": annotations,
         "categories": CATEGORIES,
@@ -391,7 +392,7 @@ class CocoReader:
             catheters=[
                 CatheterLabel(
                     id=int(ann["id"]),
-                    type=str(ann.get("attributes", {}).get("type", "unknown")),
+                    type=str(ann.get("attributes", {}).get("type", UNKNOWN_TYPE)),
                     centerline=np.asarray(ann.get("centerline", []), np.float32).reshape(-1, 2),
                     target=_truthy(ann.get("attributes", {}).get("target", True)),
                 )

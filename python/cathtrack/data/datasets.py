@@ -94,7 +94,7 @@ class SampleDataset(Dataset):
 
 
 class CocoDataset(SampleDataset):
-    """A COCO data set of DESIGN.md 4.1 (``root/annotations.json`` + ``root/images``)."""
+    """A COCO data set of docs/design.md 4.1 (``root/annotations.json`` + ``root/images``)."""
 
     def __init__(
         self, root: str | os.PathLike, size: int, augment: Augment | None = None, seed: int = 0

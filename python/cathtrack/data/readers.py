@@ -12,7 +12,7 @@ from cathtrack.data.ucl import UclReader
 def open_reader(path: str | Path):
     """A random-access reader of :class:`~cathtrack.data.sample.Sample` for ``path``.
 
-    - ``annotations.json`` inside (or ``path`` is a ``.json`` file): COCO (DESIGN.md 4.1, CVAT,
+    - ``annotations.json`` inside (or ``path`` is a ``.json`` file): COCO (docs/design.md 4.1, CVAT,
       Label Studio);
     - ``T*.hdf5`` files inside: UCL HDF5 (segmentation only);
     - ``images/`` and ``masks/`` folders inside: image/mask pairs (segmentation only).

@@ -15,7 +15,7 @@ class CatheterLabel:
 
     Attributes:
         id: instance id, unique within the sample (COCO annotation id when read from COCO).
-        type: catalogue type (:data:`cathtrack.devices.DEVICE_TYPES`) or "unknown".
+        type: catalogue type (:data:`cathtrack.catheters.CATHETER_TYPES`) or "unknown".
         centerline: (M, 2) float32 x, y pixels, ordered distal tip -> proximal.
         target: True for devices that are labelled targets (inside the heart). Distractors may
             be stored with ``target=False`` for analysis; they never enter ``Sample.mask``.

@@ -1,6 +1,6 @@
 """Reader for the UCL catheter segmentation data set (HDF5; segmentation labels only).
 
-Layout of a data set directory (DESIGN.md 4.1)::
+Layout of a data set directory (docs/formats.md, "UCL HDF5")::
 
     DIR/T1.hdf5          key "test":  (N, H, W, 3) float, the frames (the 3 channels are gray)
     DIR/T1_label.hdf5    key "label": (N, H, W, 2) uint8, channel 0 = catheter mask (non-zero)

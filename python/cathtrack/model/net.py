@@ -9,6 +9,9 @@
                         -> centre head -> sigmoid -> (B,1,H/4,W/4) probabilities
                         -> size head -> (B,2,H/4,W/4) electrode box (w, h) in input pixels
 
+Heatmap cell u covers input pixels [4u - 0.5, 4u + 3.5): :mod:`cathtrack.coordinates` holds
+the stride and the mapping that the targets, the pipeline and the native engine share.
+
 Each decoder stage projects the coarse map with a 1x1 conv + BN (at the coarse resolution, where
 it is cheapest), upsamples it bilinearly, adds the 1x1 conv + BN projection of the skip feature
 (an FPN-style lateral) and fuses with a 3x3 conv + BN + ReLU. Each head is two 3x3 convs of 64
@@ -36,11 +39,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cathtrack.coordinates import OUTPUT_STRIDE
 from cathtrack.model.attention import ChannelSpatialAttention
 from cathtrack.model.backbones import build_backbone, initialize_weights
 from cathtrack.model.config import ModelConfig
 
-OUTPUT_STRIDE = 4  # stride of the heatmap and size maps
 INPUT_MULTIPLE = 32  # H and W must be multiples of this
 CENTER_PRIOR = 0.1  # CenterNet's initial heatmap probability: bias = -log((1 - p) / p) = -2.19
 
@@ -117,6 +120,8 @@ class CathNet(nn.Module):
         cfg = self.config
         self.in_channels = cfg.in_channels
         self.input_multiple = INPUT_MULTIPLE  # an attribute: TorchScript cannot read int globals
+        # heatmap and size maps come out at this stride (cathtrack.coordinates maps their cells)
+        self.output_stride = OUTPUT_STRIDE
         self.backbone = build_backbone(cfg.backbone, cfg.in_channels, cfg.width)
         stride4_channels, stride8_channels, stride16_channels = self.backbone.channels
         self.projection = nn.Conv2d(stride16_channels, cfg.projection_channels, 3, padding=1)

@@ -54,8 +54,10 @@ def _fail(message: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     # Imported here so that --help and argument errors answer without loading torch.
+    from cathtrack.train.checkpoints import CHECKPOINTS, checkpoint_dir, committed, run_dir_of
     from cathtrack.train.config import ConfigError, load_config
-    from cathtrack.train.trainer import Trainer, checkpoint_dir, init_distributed, run_dir_of
+    from cathtrack.train.distributed import init_distributed
+    from cathtrack.train.trainer import Trainer
 
     if args.config is None and args.resume is None:
         return _fail("give --config FILE (or --resume RUN_DIR)")
@@ -76,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             run_dir = (
                 args.out or Path("runs") / f"{args.config.stem}-{time.strftime('%Y%m%d-%H%M%S')}"
             )
-            if (run_dir / "checkpoints").exists():
+            # A run with a checkpoint to resume; what a run killed before its first commit
+            # left is cleaned up by the fresh start (cathtrack.train.checkpoints.recover).
+            if committed(run_dir / CHECKPOINTS, "last") is not None:
                 return _fail(
                     f"{run_dir} already holds a run; use --resume {run_dir} or another --out"
                 )

@@ -49,7 +49,7 @@ class DataSource:
     """One data set.
 
     Attributes:
-        kind: ``synthetic`` (rendered on the fly, nothing on disk), ``coco`` (DESIGN.md 4.1),
+        kind: ``synthetic`` (rendered on the fly, nothing on disk), ``coco`` (docs/design.md 4.1),
             ``ucl`` (UCL HDF5 folder) or ``folder`` (image/mask pairs, segmentation only).
         preset: synthetic preset (``easy``, ``clinical``, ``hard``).
         synth: synthetic: preset fields to replace (``SynthConfig``, docs/synthetic.md), e.g.

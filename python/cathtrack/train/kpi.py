@@ -26,9 +26,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cathtrack.model.net import OUTPUT_STRIDE
-from cathtrack.train.targets import to_input_coordinates
+from cathtrack.coordinates import OUTPUT_STRIDE, to_input_coordinates
 
+# Floor of a KPI wherever the prioritization divides by it or takes its log (weights <= 20).
+KAPPA_MIN = 0.05
 PEAK_THRESHOLD = 0.3
 MAX_PEAKS = 128
 DISTANCE_SCALE = 2.0  # tau, pixels

@@ -9,7 +9,9 @@ Files in the run directory::
 
 TensorBoard is optional: without the ``tensorboard`` package the logger warns once and writes the
 CSV files only. On resume the CSV files are cut back to the checkpoint's step, so the logs of a
-resumed run read like those of an uninterrupted one.
+resumed run read like those of an uninterrupted one; a new run in a directory a killed run left
+starts them empty. Rows are appended; a file that is rewritten (cut back, or a new column) is
+replaced atomically (:func:`cathtrack.checkpoint.atomic_file`).
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import csv
 import math
 import warnings
 from pathlib import Path
+
+from cathtrack.checkpoint import atomic_file
 
 TRAIN_LOG = "train_log.csv"
 VAL_LOG = "val_log.csv"
@@ -35,10 +39,15 @@ class CsvLog:
                 self.fields = list(csv.DictReader(handle).fieldnames or [])
 
     def truncate_after(self, step: int) -> None:
-        """Drops rows with ``step`` greater than the given one (a resumed run redoes them)."""
+        """Drops rows with ``step`` greater than the given one (a resumed run redoes them), and
+        a last row that a killed process left incomplete."""
         if not self.path.is_file():
             return
-        rows = [row for row in read_csv_rows(self.path) if int(float(row["step"])) <= step]
+        rows = [
+            row
+            for row in read_csv_rows(self.path)
+            if None not in row.values() and int(float(row["step"])) <= step
+        ]
         self._rewrite(rows)
 
     def write(self, row: dict[str, float | int | str]) -> None:
@@ -56,7 +65,7 @@ class CsvLog:
             )
 
     def _rewrite(self, rows: list[dict[str, str]]) -> None:
-        with self.path.open("w", newline="") as handle:
+        with atomic_file(self.path, "w", newline="") as handle:
             writer = csv.DictWriter(handle, self.fields, restval="")
             writer.writeheader()
             writer.writerows(rows)
@@ -80,7 +89,8 @@ class RunLogger:
     Args:
         run_dir: the run directory.
         enabled: False on non-zero ranks.
-        resume_step: cut the existing logs back to this step (None: a new run).
+        resume_step: cut the existing logs back to this step (None: a new run, whose logs start
+            empty).
     """
 
     def __init__(self, run_dir: Path, enabled: bool = True, resume_step: int | None = None) -> None:
@@ -91,9 +101,10 @@ class RunLogger:
         run_dir.mkdir(parents=True, exist_ok=True)
         self.train = CsvLog(run_dir / TRAIN_LOG)
         self.val = CsvLog(run_dir / VAL_LOG)
-        if resume_step is not None:
-            self.train.truncate_after(resume_step)
-            self.val.truncate_after(resume_step)
+        # A new run drops whatever a killed run left (steps >= 0 only; validation has step 0).
+        kept_step = resume_step if resume_step is not None else -1
+        self.train.truncate_after(kept_step)
+        self.val.truncate_after(kept_step)
         try:
             from torch.utils.tensorboard import SummaryWriter
         except ImportError:
@@ -103,7 +114,10 @@ class RunLogger:
             )
         else:
             # purge_step drops events a crashed run wrote after the checkpoint we resume from.
-            self.writer = SummaryWriter(str(run_dir / TENSORBOARD_DIR), purge_step=resume_step)
+            self.writer = SummaryWriter(
+                str(run_dir / TENSORBOARD_DIR),
+                purge_step=resume_step if resume_step is not None else 0,
+            )
 
     def log_train(self, row: dict[str, float | int | str], to_tensorboard: bool) -> None:
         """One training step's row (``step`` is required); TensorBoard only when asked."""

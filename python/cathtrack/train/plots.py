@@ -24,8 +24,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from cathtrack.checkpoint import atomic_file
+from cathtrack.train.kpi import KAPPA_MIN
 from cathtrack.train.logs import TRAIN_LOG, VAL_LOG, read_csv_rows
-from cathtrack.train.prioritization import KAPPA_MIN
 
 TASK_COLORS = {"segmentation": "tab:orange", "detection": "tab:blue"}
 GROUP_COLORS = {"easy": "tab:blue", "medium": "tab:orange", "hard": "tab:green"}
@@ -115,7 +116,7 @@ def plot_losses(train: dict[str, np.ndarray], out: Path) -> None:
         if values.size and np.nanmin(values) > 0:
             axis.set_yscale("log")
         axis.legend(fontsize=8)
-    figure.savefig(out / "losses.png", dpi=110)
+    _save(figure, out / "losses.png")
 
 
 def plot_validation(val: dict[str, np.ndarray], train: dict[str, np.ndarray], out: Path) -> None:
@@ -150,7 +151,7 @@ def plot_validation(val: dict[str, np.ndarray], train: dict[str, np.ndarray], ou
     axis.grid(alpha=0.3)
     _mark_stages(axis, _stage_boundaries(train))
     axis.legend(fontsize=8)
-    figure.savefig(out / "validation.png", dpi=110)
+    _save(figure, out / "validation.png")
 
 
 def plot_task_weights(train: dict[str, np.ndarray], out: Path) -> None:
@@ -178,7 +179,7 @@ def plot_task_weights(train: dict[str, np.ndarray], out: Path) -> None:
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
         _mark_stages(axis, boundaries)
-    figure.savefig(out / "task_weights.png", dpi=110)
+    _save(figure, out / "task_weights.png")
 
 
 def plot_kept_fraction(train: dict[str, np.ndarray], out: Path) -> None:
@@ -194,11 +195,11 @@ def plot_kept_fraction(train: dict[str, np.ndarray], out: Path) -> None:
     axis.grid(alpha=0.3)
     axis.legend(fontsize=8)
     _mark_stages(axis, _stage_boundaries(train))
-    figure.savefig(out / "kept_fraction.png", dpi=110)
+    _save(figure, out / "kept_fraction.png")
 
 
 def plot_difficulty(history: dict, out: Path) -> bool:
-    """Fig. 3 from a :class:`~cathtrack.train.trainer.DifficultyHistory` state; False if empty."""
+    """Fig. 3 from a :class:`~cathtrack.train.history.DifficultyHistory` state; False if empty."""
     if len(history.get("steps", [])) < 2:
         return False
     steps = history["steps"].numpy()
@@ -235,8 +236,14 @@ def plot_difficulty(history: dict, out: Path) -> bool:
         axis.set_ylabel("difficulty")
         axis.grid(alpha=0.3)
         axis.legend(fontsize=8)
-    figure.savefig(out / "difficulty.png", dpi=110)
+    _save(figure, out / "difficulty.png")
     return True
+
+
+def _save(figure: Figure, path: Path) -> None:
+    """The figure as a PNG, replacing ``path`` atomically."""
+    with atomic_file(path) as handle:
+        figure.savefig(handle, format="png", dpi=110)
 
 
 def plot_run(run_dir: str | Path) -> list[Path]:

@@ -77,24 +77,43 @@ DDP: every rank updates its own copy from its own batch; :meth:`Prioritization.s
 after each :meth:`~Prioritization.weights`, on every rank) averages kappa_bar, merges the memory
 entries written since the last sync (averaging entries two ranks wrote) and averages the learned
 GradNorm weights and self-paced thresholds, so every rank holds the same state.
+
+The task level lives in :mod:`cathtrack.train.task_weighting`, the sample level in
+:mod:`cathtrack.train.sample_selection`, the per-sample memory in
+:mod:`cathtrack.train.sample_memory`; this module combines them and names the strategies.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.distributed as dist
 from torch import Tensor
 
 from cathtrack.data.sample import TASKS
+from cathtrack.train.distributed import float_dict_to_tensor, is_distributed, mean_over_ranks
+from cathtrack.train.kpi import KAPPA_MIN
 from cathtrack.train.losses import weighted_batch_mean
-
-KAPPA_MIN = 0.05
+from cathtrack.train.sample_memory import SampleMemory
+from cathtrack.train.sample_selection import (
+    AllSamples,
+    HardThreshold,
+    KeepSchedule,
+    SampleSelection,
+    SelfPaced,
+    SoftAssignment,
+    TopK,
+)
+from cathtrack.train.task_weighting import (
+    ConstantWeighting,
+    DynamicTaskPriority,
+    GradNormWeighting,
+    InverseKpiWeighting,
+    TaskWeighting,
+)
 
 
 @dataclass
@@ -116,438 +135,6 @@ class PrioritizationOutput:
     task_weights: dict[str, float]
     sample_weights: dict[str, Tensor]
     logs: dict[str, float]
-
-
-@dataclass(frozen=True)
-class KeepSchedule:
-    """Fraction of samples kept by Top-K at a training step.
-
-    ``initial`` for ``step < warmup_steps``, then linear to ``final`` over ``ramp_steps``, then
-    ``final``.
-    """
-
-    final: float = 0.7
-    warmup_steps: int = 500
-    ramp_steps: int = 2000
-    initial: float = 1.0
-
-    def __post_init__(self) -> None:
-        if not (0 < self.final <= 1 and 0 < self.initial <= 1):
-            raise ValueError(f"kept fractions must be in (0, 1], got {self.initial}, {self.final}")
-        if self.warmup_steps < 0 or self.ramp_steps < 0:
-            raise ValueError("warmup_steps and ramp_steps must be >= 0")
-
-    def __call__(self, step: int) -> float:
-        if step < self.warmup_steps:
-            return self.initial
-        if self.ramp_steps == 0:
-            return self.final
-        progress = min(1.0, (step - self.warmup_steps) / self.ramp_steps)
-        return self.initial + (self.final - self.initial) * progress
-
-
-# --------------------------------------------------------------------------- distributed helpers
-
-
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def _all_reduce_sum(tensor: Tensor) -> Tensor:
-    """Sum of ``tensor`` over all ranks (on the GPU for NCCL, which cannot reduce CPU tensors)."""
-    device = (
-        torch.device("cuda", torch.cuda.current_device())
-        if dist.get_backend() == "nccl"
-        else torch.device("cpu")
-    )
-    reduced = tensor.to(device=device, dtype=torch.float64)
-    dist.all_reduce(reduced)
-    return reduced.to(device=tensor.device, dtype=tensor.dtype)
-
-
-def _mean_over_ranks(values: Tensor, present: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean over the ranks where ``present``; returns (mean, present on any rank)."""
-    sums = _all_reduce_sum(torch.where(present, values, 0.0))
-    counts = _all_reduce_sum(present.to(values.dtype))
-    return torch.where(counts > 0, sums / counts.clamp(min=1), values), counts > 0
-
-
-def _float_dict_to_tensor(values: Mapping[str, float | None], tasks: Sequence[str]) -> Tensor:
-    return torch.tensor([math.nan if values.get(t) is None else values[t] for t in tasks])
-
-
-# --------------------------------------------------------------------------- task level
-
-
-class TaskWeighting(ABC):
-    """Task-level rule: task -> W_t from the task KPIs (and, for GradNorm, the gradients)."""
-
-    needs_shared_parameters = False
-
-    @abstractmethod
-    def __call__(
-        self,
-        kappa_bar: dict[str, float | None],
-        task_losses: dict[str, Tensor],
-        shared_parameters: Sequence[Tensor] | None,
-    ) -> dict[str, float]:
-        """Task weights from kappa_bar (None before a task's first KPI) and the L_t."""
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        del state
-
-    def sync(self) -> None:  # noqa: B027 (a no-op default, not an abstract method)
-        """Make the state equal on all DDP ranks (nothing to do for stateless rules)."""
-
-
-class InverseKpiWeighting(TaskWeighting):
-    """MDRP's task level (eq. 6): W_t = 1 / max(kappa_bar_t, kappa_min); 1 before any KPI."""
-
-    def __init__(self, kappa_min: float = KAPPA_MIN) -> None:
-        self.kappa_min = kappa_min
-
-    def __call__(self, kappa_bar, task_losses, shared_parameters):
-        return {
-            t: 1.0 if kappa_bar[t] is None else 1.0 / max(kappa_bar[t], self.kappa_min)
-            for t in task_losses
-        }
-
-
-class ConstantWeighting(TaskWeighting):
-    """Fixed W_t (Table 5's constant rows; single-task training with a 0 weight)."""
-
-    def __init__(self, weights: dict[str, float]) -> None:
-        self.weights = dict(weights)
-
-    def __call__(self, kappa_bar, task_losses, shared_parameters):
-        missing = set(task_losses) - set(self.weights)
-        if missing:
-            raise ValueError(f"constant weights miss the tasks {sorted(missing)}")
-        return {t: float(self.weights[t]) for t in task_losses}
-
-
-class DynamicTaskPriority(TaskWeighting):
-    """DTP (Guo et al. 2018): W_t = -(1 - kappa_bar_t)^gamma log kappa_bar_t; 1 before any KPI."""
-
-    def __init__(self, gamma: float = 2.0, kappa_min: float = KAPPA_MIN) -> None:
-        self.gamma = gamma
-        self.kappa_min = kappa_min
-
-    def __call__(self, kappa_bar, task_losses, shared_parameters):
-        weights = {}
-        for t in task_losses:
-            if kappa_bar[t] is None:
-                weights[t] = 1.0
-                continue
-            kappa = min(max(kappa_bar[t], self.kappa_min), 1.0)
-            weights[t] = -((1 - kappa) ** self.gamma) * math.log(kappa)
-        return weights
-
-
-class GradNormWeighting(TaskWeighting):
-    """GradNorm (Chen et al. 2018): learned task weights that balance gradient norms.
-
-    Needs the parameters of the last shared layer (``needs_shared_parameters``); the trainer
-    passes ``model.last_shared_parameters()`` to :meth:`Prioritization.weights`.
-    """
-
-    needs_shared_parameters = True
-
-    def __init__(self, tasks: Sequence[str], alpha: float = 1.5, lr: float = 0.025) -> None:
-        self.tasks = tuple(tasks)
-        self.alpha = alpha
-        self.weights = torch.ones(len(self.tasks), requires_grad=True)
-        self.optimizer = torch.optim.Adam([self.weights], lr=lr)
-        self.initial_losses = torch.full((len(self.tasks),), math.nan)
-
-    def __call__(self, kappa_bar, task_losses, shared_parameters):
-        if shared_parameters is None:
-            raise ValueError(
-                "gradnorm needs shared_parameters (e.g. model.last_shared_parameters())"
-            )
-        current = self.weights.detach().clone()
-        losses = torch.stack([task_losses[t].detach().float().cpu() for t in self.tasks])
-        if bool((losses > 0).all()):
-            self._update(task_losses, losses, list(shared_parameters))
-        return {t: float(w) for t, w in zip(self.tasks, current, strict=True)}
-
-    def _update(self, task_losses: dict[str, Tensor], losses: Tensor, shared: list[Tensor]) -> None:
-        norms = []
-        for t in self.tasks:
-            gradients = torch.autograd.grad(
-                task_losses[t], shared, retain_graph=True, allow_unused=True
-            )
-            squared = sum(
-                float(g.detach().float().pow(2).sum()) for g in gradients if g is not None
-            )
-            norms.append(math.sqrt(squared))
-        norms = torch.tensor(norms)
-        self.initial_losses = torch.where(
-            torch.isnan(self.initial_losses), losses, self.initial_losses
-        )
-        ratios = losses / self.initial_losses
-        relative = ratios / ratios.mean()
-        weighted_norms = self.weights * norms
-        target = (weighted_norms.mean() * relative**self.alpha).detach()
-        self.optimizer.zero_grad()
-        (weighted_norms - target).abs().sum().backward()
-        self.optimizer.step()
-        with torch.no_grad():
-            self.weights.clamp_(min=1e-3)
-            self.weights.mul_(len(self.tasks) / self.weights.sum())
-
-    def state_dict(self) -> dict:
-        return {
-            "weights": self.weights.detach().clone(),
-            "initial_losses": self.initial_losses.clone(),
-            "optimizer": self.optimizer.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        with torch.no_grad():
-            self.weights.copy_(state["weights"])
-        self.initial_losses = state["initial_losses"].clone()
-        self.optimizer.load_state_dict(state["optimizer"])
-
-    def sync(self) -> None:
-        with torch.no_grad():
-            present = torch.ones_like(self.weights, dtype=torch.bool)
-            self.weights.copy_(_mean_over_ranks(self.weights.detach(), present)[0])
-            self.initial_losses, _ = _mean_over_ranks(
-                self.initial_losses, ~torch.isnan(self.initial_losses)
-            )
-
-
-# --------------------------------------------------------------------------- sample level
-
-
-class SampleSelection(ABC):
-    """Sample-level rule: (B,) weights w_{t,i} for one task, 0 for unlabelled samples.
-
-    Called with: task name, step, epoch, ``kappa`` (B,) momentum KPIs of the batch,
-    ``population`` (P,) momentum KPIs of every labelled sample seen (the Top-K population),
-    ``losses`` (B,) detached per-sample losses, ``available`` (B,) bool.
-    """
-
-    @abstractmethod
-    def __call__(
-        self,
-        task: str,
-        step: int,
-        epoch: int,
-        kappa: Tensor,
-        population: Tensor,
-        losses: Tensor,
-        available: Tensor,
-    ) -> Tensor:
-        """(B,) float32 sample weights of one task."""
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, state: dict) -> None:
-        del state
-
-    def sync(self) -> None:  # noqa: B027 (a no-op default, not an abstract method)
-        """Make the state equal on all DDP ranks (nothing to do for stateless rules)."""
-
-
-def _difficulty_weights(kappa: Tensor, selected: Tensor, kappa_min: float) -> Tensor:
-    """D = 1 / kappa on ``selected`` samples, normalised to mean 1 over them; 0 elsewhere."""
-    difficulty = torch.where(selected, 1.0 / kappa.clamp(min=kappa_min), 0.0)
-    count = selected.sum()
-    return difficulty * count / difficulty.sum() if count > 0 else difficulty
-
-
-class AllSamples(SampleSelection):
-    """Every labelled sample with weight 1 (no sample-level prioritization)."""
-
-    def __call__(self, task, step, epoch, kappa, population, losses, available):
-        return available.float()
-
-
-class TopK(SampleSelection):
-    """Keep the samples among the Top-K hardest of the population (MDRP's sample level, eq. 3).
-
-    Args:
-        schedule: kept fraction per step.
-        soft: False: kept samples get weight 1 (hard assignment); True: kept samples get
-            difficulty-proportional weights normalised to mean 1 (Top-K soft assignment).
-        kappa_min: floor of kappa in the soft weights.
-    """
-
-    def __init__(self, schedule: KeepSchedule, soft: bool = False, kappa_min: float = KAPPA_MIN):
-        self.schedule = schedule
-        self.soft = soft
-        self.kappa_min = kappa_min
-
-    def __call__(self, task, step, epoch, kappa, population, losses, available):
-        if population.numel() == 0:
-            return available.float()
-        # round() first: 0.7 * 10 must give K = 7, not ceil(7.000000000000001) = 8.
-        k = max(1, math.ceil(round(self.schedule(step) * population.numel(), 6)))
-        threshold = population.kthvalue(k).values
-        kept = available & (kappa <= threshold)
-        return _difficulty_weights(kappa, kept, self.kappa_min) if self.soft else kept.float()
-
-
-class SoftAssignment(SampleSelection):
-    """All labelled samples, weights proportional to difficulty 1 / kappa (mean 1)."""
-
-    def __init__(self, kappa_min: float = KAPPA_MIN) -> None:
-        self.kappa_min = kappa_min
-
-    def __call__(self, task, step, epoch, kappa, population, losses, available):
-        return _difficulty_weights(kappa, available, self.kappa_min)
-
-
-class HardThreshold(SampleSelection):
-    """Keep samples whose normalised difficulty 1 - kappa exceeds ``threshold`` (Table 7's
-    "Hard Assignment (delta > 0.5)")."""
-
-    def __init__(self, threshold: float = 0.5) -> None:
-        self.threshold = threshold
-
-    def __call__(self, task, step, epoch, kappa, population, losses, available):
-        return (available & (1 - kappa > self.threshold)).float()
-
-
-class SelfPaced(SampleSelection):
-    """Self-paced learning: samples with loss <= lambda_t, lambda_t = lambda0_t growth^epoch.
-
-    Args:
-        initial_threshold: lambda0 for every task; None: the median loss of the task's first
-            labelled batch.
-        growth: factor applied to lambda once per epoch (> 1: harder samples join over time).
-    """
-
-    def __init__(
-        self, tasks: Sequence[str], initial_threshold: float | None = None, growth: float = 1.1
-    ) -> None:
-        self.tasks = tuple(tasks)
-        self.initial_threshold = initial_threshold
-        self.growth = growth
-        self.thresholds: dict[str, float] = {}
-
-    def threshold(self, task: str, epoch: int) -> float | None:
-        """lambda_t at ``epoch`` (None before the task's first labelled batch)."""
-        initial = self.thresholds.get(task)
-        return None if initial is None else initial * self.growth**epoch
-
-    def __call__(self, task, step, epoch, kappa, population, losses, available):
-        if task not in self.thresholds and bool(available.any()):
-            self.thresholds[task] = (
-                float(losses[available].median())
-                if self.initial_threshold is None
-                else float(self.initial_threshold)
-            )
-        threshold = self.threshold(task, epoch)
-        if threshold is None:
-            return available.float()
-        return (available & (losses <= threshold)).float()
-
-    def state_dict(self) -> dict:
-        return {"thresholds": dict(self.thresholds)}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.thresholds = dict(state["thresholds"])
-
-    def sync(self) -> None:
-        values = _float_dict_to_tensor(self.thresholds, self.tasks)
-        merged, present = _mean_over_ranks(values, ~torch.isnan(values))
-        self.thresholds = {
-            t: float(v) for t, v, p in zip(self.tasks, merged, present, strict=True) if p
-        }
-
-
-# --------------------------------------------------------------------------- per-sample memory
-
-
-class SampleMemory:
-    """Per-task KPI of every dataset sample, kept with momentum across visits.
-
-    Args:
-        tasks: task names.
-        num_samples: dataset length (ids are dataset indices in [0, num_samples)); None: no
-            memory, the batch's own KPIs are used and the batch is the Top-K population.
-        momentum: m in kappa~ <- m kappa~ + (1 - m) kappa.
-
-    State: ``values`` (T, N) float32 kappa~, ``seen`` (T, N) bool.
-    """
-
-    def __init__(self, tasks: Sequence[str], num_samples: int | None, momentum: float) -> None:
-        if not 0 <= momentum < 1:
-            raise ValueError(f"momentum must be in [0, 1), got {momentum}")
-        self.tasks = tuple(tasks)
-        self.num_samples = num_samples
-        self.momentum = momentum
-        size = (len(self.tasks), num_samples or 0)
-        self.values = torch.zeros(size)
-        self.seen = torch.zeros(size, dtype=torch.bool)
-        self.written = torch.zeros(size, dtype=torch.bool)  # since the last sync
-
-    def update(
-        self, task: str, sample_ids: Tensor, kappa: Tensor, available: Tensor
-    ) -> tuple[Tensor, Tensor]:
-        """Fold a batch's KPIs into the memory.
-
-        Args:
-            task: task name.
-            sample_ids: (B,) int64 dataset indices.
-            kappa: (B,) float32 batch KPIs.
-            available: (B,) bool, only these samples are recorded.
-
-        Returns:
-            the batch's momentum KPIs (B,) (the raw KPI where unavailable) and the population
-            (P,) of momentum KPIs of every sample seen with this task's labels. An id repeated
-            within one batch is recorded once (one of its values wins).
-        """
-        if self.num_samples is None:
-            return kappa, kappa[available]
-        if bool(((sample_ids < 0) | (sample_ids >= self.num_samples)).any()):
-            raise ValueError(
-                f"sample ids must be dataset indices in [0, {self.num_samples}), "
-                f"got {sample_ids.tolist()}"
-            )
-        row = self.tasks.index(task)
-        ids = sample_ids[available]
-        updated = torch.where(
-            self.seen[row, ids],
-            self.momentum * self.values[row, ids] + (1 - self.momentum) * kappa[available],
-            kappa[available],
-        )
-        self.values[row, ids] = updated
-        self.seen[row, ids] = True
-        self.written[row, ids] = True
-        smoothed = kappa.clone()
-        smoothed[available] = updated
-        return smoothed, self.values[row][self.seen[row]]
-
-    def state_dict(self) -> dict:
-        return {"values": self.values.clone(), "seen": self.seen.clone()}
-
-    def load_state_dict(self, state: dict) -> None:
-        if state["values"].shape != self.values.shape:
-            raise ValueError(
-                f"sample memory of shape {tuple(state['values'].shape)} does not fit "
-                f"{tuple(self.values.shape)} (tasks x dataset length)"
-            )
-        self.values = state["values"].clone()
-        self.seen = state["seen"].clone()
-        self.written.zero_()
-
-    def sync(self) -> None:
-        """Merge the entries every rank wrote since the last sync (average where several did)."""
-        merged, written = _mean_over_ranks(self.values, self.written)
-        self.values = merged
-        self.seen |= written
-        self.written.zero_()
-
-
-# --------------------------------------------------------------------------- the strategy
 
 
 class Prioritization:
@@ -668,10 +255,10 @@ class Prioritization:
 
     def sync(self) -> None:
         """Average / merge the state over DDP ranks (no-op without torch.distributed)."""
-        if not _distributed():
+        if not is_distributed():
             return
-        values = _float_dict_to_tensor(self.kappa_bar, self.tasks)
-        merged, present = _mean_over_ranks(values, ~torch.isnan(values))
+        values = float_dict_to_tensor(self.kappa_bar, self.tasks)
+        merged, present = mean_over_ranks(values, ~torch.isnan(values))
         self.kappa_bar = {
             t: float(v) if p else None for t, v, p in zip(self.tasks, merged, present, strict=True)
         }

@@ -1,11 +1,10 @@
 """Training targets: a list of :class:`~cathtrack.data.sample.Sample` -> one batch of tensors.
 
 Heatmap coordinates. The centre heatmap has stride 4 and follows the same pixel-centre convention
-as the rest of the project (pixel centres at integer coordinates, as in ``prepare_sample`` and
-bilinear resizing with ``align_corners=False``): heatmap cell u covers input pixels
-[4u - 0.5, 4u + 3.5), so input x maps to u = (x + 0.5) / 4 - 0.5 and back with
-x = 4 (u + 0.5) - 0.5 (:func:`to_heatmap_coordinates`, :func:`to_input_coordinates`). The runtime
-must map peaks back with the same rule.
+as the rest of the project (:mod:`cathtrack.coordinates`: pixel centres at integer coordinates, as
+in ``prepare_sample`` and bilinear resizing with ``align_corners=False``): heatmap cell u covers
+input pixels [4u - 0.5, 4u + 3.5), so input x maps to u = (x + 0.5) / 4 - 0.5 and back with
+x = 4 (u + 0.5) - 0.5.
 
 Heatmap targets (CenterNet, Zhou et al. 2019). Each electrode splats a Gaussian exp(-d^2 / 2
 sigma^2) centred on its *sub-pixel* centre (not on the cell): the post-processing refines peaks
@@ -33,22 +32,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cathtrack.coordinates import OUTPUT_STRIDE, to_heatmap_coordinates
 from cathtrack.data.sample import TASKS, Sample
-from cathtrack.model.net import INPUT_MULTIPLE, OUTPUT_STRIDE
+from cathtrack.model.net import INPUT_MULTIPLE
 
 MIN_RADIUS = 1  # heatmap cells
-
-
-def to_heatmap_coordinates(xy: Tensor, stride: int = OUTPUT_STRIDE) -> Tensor:
-    """Input pixel coordinates -> heatmap cell coordinates, u = (x + 0.5) / stride - 0.5."""
-    return (xy + 0.5) / stride - 0.5
-
-
-def to_input_coordinates(uv: Tensor, stride: int = OUTPUT_STRIDE) -> Tensor:
-    """Heatmap cell coordinates -> input pixel coordinates, x = stride (u + 0.5) - 0.5.
-
-    Plain arithmetic: numpy arrays work too (the inference pipeline maps its peaks with it)."""
-    return (uv + 0.5) * stride - 0.5
 
 
 def gaussian_radius(height: Tensor, width: Tensor, min_overlap: float = 0.7) -> Tensor:

@@ -4,14 +4,9 @@
 #include <cstdint>
 #include <vector>
 
+#include "geometry.hpp"
+
 namespace cathtrack::postprocess {
-
-struct Point {
-  float x;
-  float y;
-};
-
-using Polyline = std::vector<Point>;
 
 // One ordered polyline per device in a skeleton, kept if its traced length is >= min_length pixels
 // (arc length of the pixel path, steps of 1 and sqrt(2)).

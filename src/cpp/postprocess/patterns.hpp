@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "centerline.hpp"
+#include "geometry.hpp"
 
 namespace cathtrack::postprocess {
 

@@ -18,6 +18,7 @@
 #include <string>
 #include <utility>
 
+#include "postprocess/centerline.hpp"
 #include "postprocess/peaks.hpp"
 #include "postprocess/thinning.hpp"
 #include "runtime/model_file.hpp"
@@ -150,17 +151,8 @@ struct FrameMapping {
 }  // namespace
 
 void check_settings(const EngineSettings& s) {
-  auto finite_non_negative = [](float v) { return std::isfinite(v) && v >= 0.0f; };
   if (s.threads < 0) throw std::invalid_argument("threads must be >= 0");
-  if (s.max_peaks < 0) throw std::invalid_argument("max_peaks must be >= 0");
-  if (!finite_non_negative(s.score_threshold) || !finite_non_negative(s.mask_threshold) ||
-      !finite_non_negative(s.min_centerline_length) ||
-      !finite_non_negative(s.max_assign_distance) || !finite_non_negative(s.tip_lookback)) {
-    throw std::invalid_argument("thresholds and lengths must be finite and >= 0");
-  }
-  if (!(std::isfinite(s.spacing_tolerance) && s.spacing_tolerance > 0.0f)) {
-    throw std::invalid_argument("spacing_tolerance must be finite and > 0");
-  }
+  check_decode_settings(s.decode);
 }
 
 struct Engine::Impl {
@@ -254,20 +246,22 @@ void Engine::Impl::pixel_stages(const std::vector<at::Tensor>& outputs,
 #ifdef CATHTRACK_TORCH_CUDA
   if (device.is_cuda()) {
     const at::Tensor heatmap = outputs[1].to(at::kFloat).contiguous();
-    const at::Tensor binary = probability.gt(settings.mask_threshold).to(at::kByte).contiguous();
-    cuda_stages.run(heatmap[0][0], binary[0][0], settings.score_threshold, settings.max_peaks,
-                    peaks, skeleton);
+    const at::Tensor binary =
+        probability.gt(settings.decode.mask_threshold).to(at::kByte).contiguous();
+    cuda_stages.run(heatmap[0][0], binary[0][0], settings.decode.score_threshold,
+                    settings.decode.max_peaks, peaks, skeleton);
     return;
   }
 #endif
   const at::Tensor heatmap = outputs[1].to(at::kCPU, at::kFloat).contiguous();
   peaks = pp::find_peaks(heatmap.data_ptr<float>(), static_cast<int>(heatmap.size(2)),
-                         static_cast<int>(heatmap.size(3)), settings.score_threshold,
-                         settings.max_peaks);
+                         static_cast<int>(heatmap.size(3)), settings.decode.score_threshold,
+                         settings.decode.max_peaks);
   const at::Tensor host_probability = probability.to(at::kCPU).contiguous();
   const float* p = host_probability.data_ptr<float>();
   skeleton.resize(static_cast<std::size_t>(size) * size);
-  for (std::size_t i = 0; i < skeleton.size(); ++i) skeleton[i] = p[i] > settings.mask_threshold;
+  const float mask_threshold = settings.decode.mask_threshold;
+  for (std::size_t i = 0; i < skeleton.size(); ++i) skeleton[i] = p[i] > mask_threshold;
   pp::thin(skeleton.data(), size, size);
 }
 
@@ -275,9 +269,10 @@ void Engine::Impl::find_catheters(const std::vector<pp::Point>& electrodes,
                                   const FrameMapping& mapping, FrameResult& result) {
   const int size = model->spec().input_size;
   std::vector<pp::Polyline> lines =
-      pp::trace_centerlines(skeleton.data(), size, size, settings.min_centerline_length);
-  const auto assignments = pp::assign_electrodes(
-      lines, electrodes.data(), static_cast<int>(electrodes.size()), settings.max_assign_distance);
+      pp::trace_centerlines(skeleton.data(), size, size, settings.decode.min_centerline_length);
+  const auto assignments =
+      pp::assign_electrodes(lines, electrodes.data(), static_cast<int>(electrodes.size()),
+                            settings.decode.max_assign_distance);
   auto groups = pp::group_by_centerline(assignments, lines.size());
   for (std::size_t i = 0; i < lines.size(); ++i) {
     pp::Polyline& line = lines[i];
@@ -289,7 +284,7 @@ void Engine::Impl::find_catheters(const std::vector<pp::Point>& electrodes,
       for (const std::int32_t index : group) ordered.push_back(electrodes[index]);
       const pp::Classification match =
           pp::classify_spacing(ordered.data(), static_cast<int>(ordered.size()), settings.templates,
-                               settings.spacing_tolerance);
+                               settings.decode.spacing_tolerance);
       if (match.type >= 0) {
         catheter.type = match.type;
         catheter.type_score = match.score;
@@ -298,7 +293,7 @@ void Engine::Impl::find_catheters(const std::vector<pp::Point>& electrodes,
     // Direction measured in the model grid, then both points mapped: a non-square frame
     // stretches the grid, and the direction must be the frame's.
     const pp::Point tip = mapping.point(line.front());
-    const pp::Point behind = mapping.point(point_along(line, settings.tip_lookback));
+    const pp::Point behind = mapping.point(point_along(line, settings.decode.tip_lookback));
     const float dx = tip.x - behind.x, dy = tip.y - behind.y;
     const float length = std::sqrt(dx * dx + dy * dy);
     catheter.tip = tip;
@@ -336,18 +331,15 @@ Engine::Engine(const std::string& path, EngineSettings settings) {
 
 Engine::~Engine() = default;
 
-void Engine::set_decode_settings(const EngineSettings& settings) {
+void Engine::set_decode_settings(const DecodeSettings& settings) {
+  check_decode_settings(settings);  // before the lock: a refusal leaves the settings untouched
   std::lock_guard<std::mutex> lock(impl_->mutex);  // never between the stages of a frame
-  EngineSettings updated = impl_->settings;
-  updated.score_threshold = settings.score_threshold;
-  updated.max_peaks = settings.max_peaks;
-  updated.mask_threshold = settings.mask_threshold;
-  updated.min_centerline_length = settings.min_centerline_length;
-  updated.max_assign_distance = settings.max_assign_distance;
-  updated.spacing_tolerance = settings.spacing_tolerance;
-  updated.tip_lookback = settings.tip_lookback;
-  check_settings(updated);
-  impl_->settings = std::move(updated);
+  impl_->settings.decode = settings;
+}
+
+DecodeSettings Engine::decode_settings() const {
+  std::lock_guard<std::mutex> lock(impl_->mutex);
+  return impl_->settings.decode;
 }
 
 FrameResult Engine::run(const FrameView& frame, std::uint8_t* mask_out) {

@@ -10,30 +10,23 @@
 #include <string>
 #include <vector>
 
-#include "postprocess/centerline.hpp"
+#include "postprocess/geometry.hpp"
 #include "postprocess/patterns.hpp"
+#include "runtime/decode_settings.hpp"
 #include "runtime/metadata.hpp"
 #include "runtime/preprocess.hpp"
 
 namespace cathtrack::runtime {
 
-// Decoding thresholds (lengths in model-input pixels, as cathtrack.pipeline.DecodeSettings).
 struct EngineSettings {
   std::string device = "cpu";  // "cpu", "cuda" or "cuda:N"
   int threads = 0;             // intra-op threads during this engine's calls; 0: torch's setting
-  float score_threshold = 0.3f;
-  int max_peaks = 128;
-  float mask_threshold = 0.5f;
-  float min_centerline_length = 10.0f;
-  float max_assign_distance = 4.0f;
-  float spacing_tolerance = 0.15f;
-  // tip_direction points from the centerline point this far behind the tip towards the tip.
-  float tip_lookback = 10.0f;
-  std::vector<postprocess::SpacingTemplate> templates;  // from cathtrack.devices
+  DecodeSettings decode;       // thresholds and lengths (decode_settings.hpp)
+  std::vector<postprocess::SpacingTemplate> templates;  // cathtrack.postprocess.spacing_templates()
 };
 
-// Throws std::invalid_argument naming the first bad value: negative threads or max_peaks,
-// thresholds and lengths that are not finite and >= 0, a spacing_tolerance that is not > 0.
+// Throws std::invalid_argument naming the first bad value: negative threads, or bad decoding
+// settings (check_decode_settings).
 void check_settings(const EngineSettings& settings);
 
 struct CatheterResult {
@@ -74,10 +67,12 @@ class Engine {
   // for parallelism use one engine per thread. Throws std::invalid_argument for a bad frame.
   FrameResult run(const FrameView& frame, std::uint8_t* mask_out);
 
-  // Takes the decoding settings of `settings` (thresholds, max_peaks, lengths, tolerance, tip
-  // lookback) for the next frames; device, threads and templates stay as constructed. Bad values
-  // throw std::invalid_argument and leave the current settings in place.
-  void set_decode_settings(const EngineSettings& settings);
+  // Takes these decoding settings for the next frames; device, threads and templates stay as
+  // constructed. Bad values throw std::invalid_argument (check_decode_settings) and leave the
+  // current settings in place.
+  void set_decode_settings(const DecodeSettings& settings);
+  // A copy of the decoding settings the next frame uses.
+  DecodeSettings decode_settings() const;
 
   const Metadata& metadata() const;
   int input_size() const;

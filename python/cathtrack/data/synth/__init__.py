@@ -1,4 +1,4 @@
-"""Synthetic electrophysiology fluoroscopy with exact ground truth (DESIGN.md section 8).
+"""Synthetic electrophysiology fluoroscopy with exact ground truth (docs/design.md section 8).
 
     from cathtrack.data.synth import preset, render, render_sequence
     sample = render(preset("clinical", size=256), seed=7)

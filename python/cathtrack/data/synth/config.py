@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from cathtrack.devices import DEVICE_TYPES
+from cathtrack.catheters import CATHETER_TYPES
 
 Range = tuple[float, float]
 CountRange = tuple[int, int]
@@ -30,7 +30,7 @@ def _default_device_probability() -> dict[str, float]:
 
 @dataclass(frozen=True)
 class SynthConfig:
-    """All parameters of the synthetic fluoroscopy engine (DESIGN.md section 8).
+    """All parameters of the synthetic fluoroscopy engine (docs/design.md section 8).
 
     Lengths in mm are measured at the isocentre (where the heart is), angles in degrees,
     attenuations ``mu`` in 1/mm (so ``mu * chord_mm`` is the dimensionless line integral).
@@ -134,7 +134,7 @@ class SynthConfig:
             value = getattr(self, f.name)
             if isinstance(value, tuple) and len(value) == 2 and value[0] > value[1]:
                 raise ValueError(f"{f.name}: range low {value[0]} > high {value[1]}")
-        unknown = set(self.device_probability) - set(DEVICE_TYPES)
+        unknown = set(self.device_probability) - set(CATHETER_TYPES)
         if unknown:
             raise ValueError(f"device_probability: unknown device types {sorted(unknown)}")
         probabilities = {

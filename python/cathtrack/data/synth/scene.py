@@ -12,8 +12,8 @@ import numpy as np
 
 from .anatomy import Anatomy, sample_anatomy
 from .backgrounds import background_layer, load_backgrounds
+from .catheters import build_catheter
 from .config import SynthConfig
-from .devices import build_device
 from .distractors import ecg_snap, guidewire, sternal_wires, temperature_probe
 from .geometry import CArmView
 from .imaging import Imaging, sample_imaging
@@ -49,7 +49,7 @@ class Scene:
     imaging: Imaging
 
 
-def _pick_device_types(rng: np.random.Generator, config: SynthConfig) -> list[str]:
+def _pick_catheter_types(rng: np.random.Generator, config: SynthConfig) -> list[str]:
     chosen = [t for t, p in config.device_probability.items() if rng.random() < p]
     by_probability = sorted(
         (t for t, p in config.device_probability.items() if p > 0 and t not in chosen),
@@ -98,16 +98,16 @@ def sample_scene(config: SynthConfig, rng: np.random.Generator) -> Scene:
 
     electrode_mu = rng.uniform(*config.electrode_mu)
     tubes = [
-        build_device(
+        build_catheter(
             rng,
-            device_type,
+            catheter_type,
             landmarks,
             step_mm,
             shaft_mu=rng.uniform(*config.shaft_mu),
             lead_shaft_mu=rng.uniform(*config.lead_shaft_mu),
             electrode_mu=electrode_mu,
         )
-        for device_type in _pick_device_types(rng, config)
+        for catheter_type in _pick_catheter_types(rng, config)
     ]
 
     discs: list[Disc] = []

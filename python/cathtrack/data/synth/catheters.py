@@ -1,8 +1,8 @@
-"""Target devices as 3D curves of clinical shape, with electrodes from the catalogue.
+"""Target catheters as 3D curves of clinical shape, with electrodes from the catalogue.
 
 Each builder returns the device's axis as control points running proximal -> distal through
-the landmarks a clinician would steer it along; :func:`build_device` smooths, orders it distal
-first and places the electrodes of a catalogue variant (:data:`cathtrack.devices.CATALOGUE`).
+the landmarks a clinician would steer it along; :func:`build_catheter` smooths, orders it distal
+first and places the electrodes of a catalogue variant (:data:`cathtrack.catheters.CATALOGUE`).
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from cathtrack.devices import DeviceVariant, variants_of
+from cathtrack.catheters import CatheterVariant, variants_of
 
 from .curves import circle_arc, orthonormal_basis, smooth_curve
 from .landmarks import MITRAL_NORMAL, PULMONARY_VEINS
@@ -75,7 +75,7 @@ def _ablation(rng: np.random.Generator, lm: Landmarks) -> list[np.ndarray]:
 
 
 def _circular_mapping(
-    rng: np.random.Generator, lm: Landmarks, variant: DeviceVariant
+    rng: np.random.Generator, lm: Landmarks, variant: CatheterVariant
 ) -> list[np.ndarray]:
     """Transseptal to a pulmonary vein ostium; the loop faces into the vein."""
     vein = lm[PULMONARY_VEINS[rng.integers(4)]]
@@ -123,7 +123,7 @@ _ROUTES: dict[str, Callable[..., list[np.ndarray]]] = {
 }
 
 
-def build_device(
+def build_catheter(
     rng: np.random.Generator,
     device_type: str,
     lm: Landmarks,

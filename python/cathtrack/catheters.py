@@ -1,4 +1,4 @@
-"""Catalogue of the intracardiac devices cathtrack knows (DESIGN.md section 7).
+"""Catalogue of the intracardiac catheters cathtrack knows (docs/design.md 7).
 
 This module is the single source of truth for electrode counts, lengths and spacings. The
 synthetic engine renders devices from it, and the pattern matcher
@@ -18,11 +18,11 @@ FRENCH_MM = 1.0 / 3.0  # 1 Fr = 1/3 mm outer diameter
 
 
 @dataclass(frozen=True)
-class DeviceVariant:
+class CatheterVariant:
     """One concrete device model.
 
     Attributes:
-        type: catalogue type name (one of :data:`DEVICE_TYPES`).
+        type: catalogue type name (one of :data:`CATHETER_TYPES`).
         name: variant name, usually the quoted spacing ("2-8-2").
         electrode_lengths_mm: length along the shaft of each electrode, distal -> proximal.
         gaps_mm: edge-to-edge gap between consecutive electrodes (len = electrodes - 1).
@@ -66,31 +66,56 @@ def _repeat(pattern: tuple[float, ...], n_gaps: int) -> tuple[float, ...]:
     return tuple(pattern[i % len(pattern)] for i in range(n_gaps))
 
 
-CATALOGUE: tuple[DeviceVariant, ...] = (
-    DeviceVariant("cs_decapolar", "2-8-2", (2.0,) * 10, _repeat((2.0, 8.0), 9), 6 * FRENCH_MM),
-    DeviceVariant("cs_decapolar", "2-5-2", (1.0,) * 10, _repeat((2.0, 5.0), 9), 6 * FRENCH_MM),
-    DeviceVariant("quadripolar", "2-5-2", (2.0,) * 4, (2.0, 5.0, 2.0), 6 * FRENCH_MM),
-    DeviceVariant("quadripolar", "5-5-5", (2.0,) * 4, (5.0, 5.0, 5.0), 5 * FRENCH_MM),
-    DeviceVariant(
+CATALOGUE: tuple[CatheterVariant, ...] = (
+    CatheterVariant("cs_decapolar", "2-8-2", (2.0,) * 10, _repeat((2.0, 8.0), 9), 6 * FRENCH_MM),
+    CatheterVariant("cs_decapolar", "2-5-2", (1.0,) * 10, _repeat((2.0, 5.0), 9), 6 * FRENCH_MM),
+    CatheterVariant("quadripolar", "2-5-2", (2.0,) * 4, (2.0, 5.0, 2.0), 6 * FRENCH_MM),
+    CatheterVariant("quadripolar", "5-5-5", (2.0,) * 4, (5.0, 5.0, 5.0), 5 * FRENCH_MM),
+    CatheterVariant(
         "ablation", "3.5mm-1-6-2", (3.5, 1.0, 1.0, 1.0), (1.0, 6.0, 2.0), 7.5 * FRENCH_MM
     ),
-    DeviceVariant("ablation", "4mm-1-6-2", (4.0, 1.0, 1.0, 1.0), (1.0, 6.0, 2.0), 8 * FRENCH_MM),
-    DeviceVariant(
+    CatheterVariant("ablation", "4mm-1-6-2", (4.0, 1.0, 1.0, 1.0), (1.0, 6.0, 2.0), 8 * FRENCH_MM),
+    CatheterVariant(
         "circular_mapping", "10-pole", (1.0,) * 10, (5.0,) * 9, 7 * FRENCH_MM, (15.0, 25.0)
     ),
-    DeviceVariant(
+    CatheterVariant(
         "circular_mapping", "20-pole", (1.0,) * 20, (2.0,) * 19, 7 * FRENCH_MM, (15.0, 25.0)
     ),
-    DeviceVariant("pacing_lead", "bipolar", (2.0, 3.0), (10.0,), 6.5 * FRENCH_MM),
+    CatheterVariant("pacing_lead", "bipolar", (2.0, 3.0), (10.0,), 6.5 * FRENCH_MM),
 )
 
-DEVICE_TYPES: tuple[str, ...] = tuple(dict.fromkeys(v.type for v in CATALOGUE))
-"""Type names in catalogue order. ``"unknown"`` is used for unmatched sequences."""
+CATHETER_TYPES: tuple[str, ...] = tuple(dict.fromkeys(v.type for v in CATALOGUE))
+"""Type names in catalogue order (the native engine reports a type as an index into it)."""
+
+UNKNOWN_TYPE = "unknown"
+"""The type of a catheter with fewer than two electrodes or no matching spacing template."""
+
+TYPE_COLOURS: dict[str, tuple[float, float, float]] = {
+    "cs_decapolar": (0.2, 0.6, 1.0),
+    "quadripolar": (0.2, 0.9, 0.4),
+    "ablation": (1.0, 0.3, 0.2),
+    "circular_mapping": (0.7, 0.3, 1.0),
+    "pacing_lead": (1.0, 0.8, 0.1),
+}
+"""Display colour of each type as (r, g, b) in [0, 1], for overlays and ROS markers."""
+UNKNOWN_COLOUR = (0.7, 0.7, 0.7)
 
 
-def variants_of(device_type: str) -> tuple[DeviceVariant, ...]:
+def type_name(index: int) -> str:
+    """The name of a type index as the native engine reports it (-1: :data:`UNKNOWN_TYPE`)."""
+    return CATHETER_TYPES[index] if index >= 0 else UNKNOWN_TYPE
+
+
+def type_colour(catheter_type: str) -> tuple[float, float, float]:
+    """The display colour of a type name (grey for unknown)."""
+    return TYPE_COLOURS.get(catheter_type, UNKNOWN_COLOUR)
+
+
+def variants_of(catheter_type: str) -> tuple[CatheterVariant, ...]:
     """All catalogue variants of one type; ``ValueError`` for an unknown type."""
-    found = tuple(v for v in CATALOGUE if v.type == device_type)
+    found = tuple(v for v in CATALOGUE if v.type == catheter_type)
     if not found:
-        raise ValueError(f"unknown device type {device_type!r}; known: {', '.join(DEVICE_TYPES)}")
+        raise ValueError(
+            f"unknown catheter type {catheter_type!r}; known: {', '.join(CATHETER_TYPES)}"
+        )
     return found
