@@ -17,6 +17,7 @@ VERBS: dict[str, str] = {
     "demo": "demo",
     "eval": "eval",
     "export": "export",
+    "negatives": "negatives",
     "predict": "predict",
     "synth": "synth",
 }
