@@ -2,8 +2,9 @@
 
 Frames are read at their own resolution, run through the reference pipeline
 (cathtrack.pipeline: normalise, resize to the model's input, forward, decode, map back), and
-compared with the labels in the frame's pixels. AP comes from pycocotools; ``--detections``
-writes the electrode detections in the COCO results format so the AP can be recomputed by anyone.
+compared with the labels in the frame's pixels. Every AP (footprint boxes, OKS points, fixed
+8 px boxes) comes from pycocotools; ``--detections`` writes the detections and ground truth behind
+each in COCO format so anyone can recompute them (docs/metrics.md).
 """
 
 from __future__ import annotations
@@ -16,16 +17,33 @@ from pathlib import Path
 
 from cathtrack.settings import DecodeSettings
 
-HELP = "score a model on a labelled dataset (AP, F1 at 2 px, MAE, mean J, Dice, type accuracy, FPS)"
+HELP = (
+    "score a model on a labelled dataset (footprint, point and 8 px box AP, F1 at 2 px, MAE, "
+    "mean J, Dice, type accuracy, FPS)"
+)
 EXAMPLES = """  cathtrack eval runs/paper data/clinical_test
   cathtrack eval runs/paper/checkpoints/best data/clinical_test --json eval.json
-  cathtrack eval models/cathtrack_resnet34.safetensors data/test --detections detections.json
-  (recompute the AP: COCOeval(COCO("data/test/annotations.json"),
-   COCO(...).loadRes("detections.json"), "bbox") with params.catIds = [2])"""
+  cathtrack eval models/cathtrack_resnet34.safetensors data/test --detections out/detections.json
+  (writes out/detections.json, out/detections_points.json, out/detections_box8.json and
+   out/ground_truth_{footprint,points,box8}.json; recompute e.g. the footprint AP:
+   gt = COCO("out/ground_truth_footprint.json"); E = COCOeval(gt, gt.loadRes(
+   "out/detections.json"), "bbox"); E.params.catIds = [2]; the others: docs/metrics.md)"""
+
+# --detections PATH: per AP, the suffix added to PATH's name for its detections and the name
+# (beside PATH, + ".json") of its ground truth; the keys of cathtrack.metrics.evaluation_files
+DETECTION_FILES = (
+    ("", "ground_truth_footprint"),
+    ("_points", "ground_truth_points"),
+    ("_box8", "ground_truth_box8"),
+)
 
 CONTRACT_KEYS = (
     "ap",
     "ap50",
+    "point_ap",
+    "point_ap_2px",
+    "box8_ap",
+    "box8_ap50",
     "precision_2px",
     "recall_2px",
     "f1_2px",
@@ -41,7 +59,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", type=Path, help="model .safetensors/.json, checkpoint or run dir")
     parser.add_argument("data", type=Path, help="dataset folder (COCO, UCL HDF5, images+masks)")
     parser.add_argument("--json", type=Path, help="write the metrics to this JSON file")
-    parser.add_argument("--detections", type=Path, help="write COCO-format electrode detections")
+    parser.add_argument(
+        "--detections",
+        type=Path,
+        help="write COCO-format electrode detections here (footprint boxes) and, beside it, "
+        "the point and 8 px box detections and the ground truth of each AP",
+    )
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda (default auto)")
     parser.add_argument("--batch", type=int, default=8, help="frames per forward pass (default 8)")
     parser.add_argument(
@@ -56,7 +79,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="electrode score for precision/recall/F1/MAE (AP ranks all peaks; default "
         f"{DecodeSettings.score_threshold})",
     )
-    parser.add_argument("--radius", type=float, default=2.0, help="match distance, px (default 2)")
+    parser.add_argument(
+        "--radius",
+        type=float,
+        default=2.0,
+        help="match distance of precision/recall/F1/MAE, px (default 2; the AP thresholds are fixed)",
+    )
     parser.add_argument("--limit", type=int, help="evaluate only the first N frames")
     parser.add_argument(
         "--sequences",
@@ -106,6 +134,10 @@ def format_table(metrics: dict) -> str:
     rows = [
         ("electrode AP@[.5:.95]", metrics["ap"], "{:.4f}"),
         ("electrode AP50", metrics["ap50"], "{:.4f}"),
+        ("point AP OKS[.5:.95]", metrics["point_ap"], "{:.4f}"),
+        ("point AP @2px (OKS .5)", metrics["point_ap_2px"], "{:.4f}"),
+        ("8px-box AP@[.5:.95]", metrics["box8_ap"], "{:.4f}"),
+        ("8px-box AP50", metrics["box8_ap50"], "{:.4f}"),
         ("precision @2px", metrics["precision_2px"], "{:.4f}"),
         ("recall @2px", metrics["recall_2px"], "{:.4f}"),
         ("F1 @2px", metrics["f1_2px"], "{:.4f}"),
@@ -223,7 +255,7 @@ def run(args: argparse.Namespace) -> int:
     from cathtrack.data.coco import CocoReader
     from cathtrack.data.readers import open_reader
     from cathtrack.device import dtype_name, half_dtype, pick_device
-    from cathtrack.metrics import coco_detections, evaluate
+    from cathtrack.metrics import BOX_SIDE, POINT_AREA, POINT_SIGMA, evaluate, evaluation_files
     from cathtrack.pipeline import predict
     from cathtrack.settings import EVAL_SCORE_THRESHOLD
 
@@ -278,6 +310,9 @@ def run(args: argparse.Namespace) -> int:
         input_size=size,
         dtype=dtype_name(next(model.parameters()).dtype),
         torch_threads=torch.get_num_threads(),
+        point_oks_sigma=POINT_SIGMA,
+        point_area=POINT_AREA,
+        box_side_px=BOX_SIDE,
     )
     print(format_table(metrics))
     if args.json:
@@ -285,7 +320,28 @@ def run(args: argparse.Namespace) -> int:
         args.json.write_text(json.dumps(_json_safe(metrics), indent=2))
         print(f"wrote {args.json}")
     if args.detections:
-        args.detections.parent.mkdir(parents=True, exist_ok=True)
-        args.detections.write_text(json.dumps(coco_detections(predictions, image_ids)))
-        print(f"wrote {args.detections}")
+        files = evaluation_files(samples, predictions, image_ids, ground_truth=ground_truth)
+        for path in write_detection_files(args.detections, files):
+            print(f"wrote {path}")
     return 0
+
+
+def detection_file_paths(detections: Path) -> dict[str, Path]:
+    """The path of each :func:`cathtrack.metrics.evaluation_files` entry for
+    ``--detections detections``: the detections of the AP of suffix X as ``detections`` with X
+    added to its name, and their ground truth beside it."""
+    paths = {}
+    for suffix, truth in DETECTION_FILES:
+        name = detections.stem + suffix + detections.suffix
+        paths["detections" + suffix] = detections.with_name(name)
+        paths[truth] = detections.with_name(truth + ".json")
+    return paths
+
+
+def write_detection_files(detections: Path, files: dict) -> list[Path]:
+    """Writes :func:`cathtrack.metrics.evaluation_files` beside ``detections``; the paths."""
+    detections.parent.mkdir(parents=True, exist_ok=True)
+    paths = detection_file_paths(detections)
+    for key, path in paths.items():
+        path.write_text(json.dumps(files[key]))
+    return list(paths.values())
