@@ -13,6 +13,10 @@ scores in (0.1, 1), masks with branching skeletons, several catheters per frame 
 assigned electrodes (at max_assign_distance 8) that get classified, and centerlines turned
 around by their electrodes. Logits are scaled (mask std ~7) so few pixels lie near a threshold,
 where the ~1e-6 differences between AOTInductor's kernels and eager torch could flip them.
+
+The same recipe builds tiny models of heatmap stride 2 and 1 (``stride=``; their centre and size
+heads sit on the narrow stride-2/1 stages, whose output convs get the same treatment): 15-30
+peaks per frame at stride 2, 30-50 at stride 1 (finer cells, more local maxima).
 """
 
 from __future__ import annotations
@@ -30,7 +34,11 @@ TRAINING_CONFIG_HASH = "tiny-test-config"
 PARITY_SETTINGS = {"score_threshold": SCORE_THRESHOLD, "max_assign_distance": 8.0}
 
 
-def _build_tiny_model(folder: Path) -> Path:
+def _name(stride: int) -> str:
+    return "tiny" if stride == 4 else f"tiny_s{stride}"
+
+
+def _build_tiny_model(folder: Path, stride: int = 4) -> Path:
     import torch
 
     from cathtrack.checkpoint import save_model
@@ -39,7 +47,7 @@ def _build_tiny_model(folder: Path) -> Path:
     from cathtrack.pipeline import preprocess
 
     torch.manual_seed(0)
-    model = build_model(ModelConfig(backbone="resnet18", width=0.25)).eval()
+    model = build_model(ModelConfig(backbone="resnet18", width=0.25, heatmap_stride=stride)).eval()
     generator = torch.Generator().manual_seed(1)
     heads = {
         "center": (model.center_head.out, 1.0, 0.95),  # (conv, weight std, quantile at logit 0)
@@ -70,7 +78,8 @@ def _build_tiny_model(folder: Path) -> Path:
     for hook in hooks:
         hook.remove()
     training = {"config_hash": TRAINING_CONFIG_HASH}
-    return save_model(folder / "tiny.safetensors", model, input_size=TINY_SIZE, training=training)
+    path = folder / f"{_name(stride)}.safetensors"
+    return save_model(path, model, input_size=TINY_SIZE, training=training)
 
 
 def session_folder(factory: pytest.TempPathFactory) -> Path:
@@ -79,19 +88,19 @@ def session_folder(factory: pytest.TempPathFactory) -> Path:
     return folder
 
 
-def tiny_checkpoint(factory: pytest.TempPathFactory) -> Path:
-    """The tiny model's ``.safetensors`` (with its ``.json``)."""
-    weights = session_folder(factory) / "tiny.safetensors"
+def tiny_checkpoint(factory: pytest.TempPathFactory, stride: int = 4) -> Path:
+    """The tiny model's ``.safetensors`` (with its ``.json``), of heatmap stride 4, 2 or 1."""
+    weights = session_folder(factory) / f"{_name(stride)}.safetensors"
     if not weights.is_file():
-        _build_tiny_model(weights.parent)
+        _build_tiny_model(weights.parent, stride)
     return weights
 
 
-def tiny_export(factory: pytest.TempPathFactory, model_format: str) -> Path:
+def tiny_export(factory: pytest.TempPathFactory, model_format: str, stride: int = 4) -> Path:
     """The tiny model exported to ``.pt2`` (AOTInductor, ~30 s) or ``.ts``."""
     from cathtrack.export import export_model
 
-    checkpoint = tiny_checkpoint(factory)
+    checkpoint = tiny_checkpoint(factory, stride)
     path = checkpoint.with_suffix(f".{model_format}")
     if not path.is_file():
         export_model(checkpoint, path, model_format)

@@ -58,6 +58,36 @@ def test_exported_files_carry_their_metadata(tmp_path_factory, checkpoint, model
     assert engine.metadata() == metadata and engine.input_size == TINY_SIZE
 
 
+@pytest.mark.parametrize("stride", [2, 1])
+def test_a_finer_heatmap_stride_is_written_to_output_strides(tmp_path_factory, stride):
+    checkpoint = tiny_checkpoint(tmp_path_factory, stride)
+    path = tiny_export(tmp_path_factory, "ts", stride)
+    metadata = export.read_model_metadata(path)
+    expected = {**expected_metadata(checkpoint, "ts"), "output_strides": f"1,{stride},{stride}"}
+    assert metadata.items() >= expected.items()
+    assert json.loads(metadata["model_config"])["heatmap_stride"] == stride
+    assert export.output_strides(stride) == f"1,{stride},{stride}"
+    engine = _native.Engine(str(path))
+    frame = render(preset("clinical", size=TINY_SIZE), seed=7).image
+    assert engine(frame)["mask"].shape == (TINY_SIZE, TINY_SIZE)
+
+
+def test_a_checkpoint_from_before_heatmap_strides_exports_as_stride_4(checkpoint, tmp_path):
+    """Model JSON written before ModelConfig had heatmap_stride / fine_channels (the shipped
+    models/*.json): loads as stride 4 with strict key matching and exports "1,4,4"."""
+    old = tmp_path / "old.safetensors"
+    old.write_bytes(checkpoint.read_bytes())
+    document = json.loads(checkpoint.with_suffix(".json").read_text())
+    for key in ("heatmap_stride", "fine_channels"):
+        document["model"].pop(key)
+    old.with_suffix(".json").write_text(json.dumps(document))
+    model, _ = load_model(old)
+    assert model.output_stride == 4
+    metadata = export.read_model_metadata(export.export_model(old, tmp_path / "old.ts", "ts"))
+    assert metadata["output_strides"] == "1,4,4" == export.OUTPUT_STRIDES
+    assert "heatmap_stride" not in json.loads(metadata["model_config"])  # the file's own dict
+
+
 def test_export_refuses_bad_requests(checkpoint, tmp_path):
     with pytest.raises(ValueError, match="must end in .ts"):
         export.export_model(checkpoint, tmp_path / "model.pt2", "ts")

@@ -10,14 +10,16 @@ import torch
 
 from cathtrack.coordinates import to_heatmap_coordinates, to_input_coordinates
 from cathtrack.data.sample import Sample
-from cathtrack.train.kpi import detection_kpi, heatmap_peaks, segmentation_kpi
+from cathtrack.postprocess import find_peaks
+from cathtrack.train.kpi import batch_kpis, detection_kpi, heatmap_peaks, segmentation_kpi
 from cathtrack.train.losses import (
     focal_loss,
     segmentation_loss,
     size_l1_loss,
+    task_losses,
     weighted_batch_mean,
 )
-from cathtrack.train.targets import collate_batch, draw_heatmap, gaussian_radius
+from cathtrack.train.targets import collate_batch, draw_heatmap, gaussian_radius, target_outputs
 
 # --------------------------------------------------------------------------- targets
 
@@ -176,3 +178,127 @@ def test_detection_kpi_from_localisation_error():
         torch.tensor([[True, True], [False, False]]),
     )
     assert nothing.tolist() == [pytest.approx(1 / 9), 1.0]  # all missed; no electrodes, no peaks
+
+
+# --------------------------------------------------------------------------- any stride
+
+
+def _pair_peaks(first, second, stride: int, size: int = 48) -> np.ndarray:
+    """Peaks (input pixels) of the target of two 3 x 3 px electrodes, found as in decoding."""
+    centers = torch.from_numpy(np.array([first, second], np.float32))
+    heatmap, _, _ = draw_heatmap(
+        centers, torch.full((2, 2), 3.0), size // stride, size // stride, stride
+    )
+    cells, _ = find_peaks(heatmap.numpy(), 0.3, 128)
+    return to_input_coordinates(cells, stride)
+
+
+def _pairs(distance: float, angles: int = 24, offsets: int = 5):
+    """Electrode pairs ``distance`` px apart in every direction at several sub-pixel positions."""
+    for angle in np.linspace(0, np.pi, angles, endpoint=False):
+        step = distance * np.array([np.cos(angle), np.sin(angle)])
+        for dx in np.linspace(0, 1, offsets, endpoint=False):
+            for dy in np.linspace(0, 1, offsets, endpoint=False):
+                first = np.array([20.13 + dx, 21.37 + dy])
+                yield first, first + step
+
+
+def test_targets_at_strides_2_and_1_put_sizes_at_their_cell():
+    samples = [_sample([[9.5, 21.5], [30.0, 41.0]], [[7, 19, 5, 5], [28, 39, 4, 6]])]
+    for stride, cells in ((2, [(4, 10), (15, 20)]), (1, [(10, 22), (30, 41)])):
+        batch = collate_batch(samples, stride=stride)
+        side = 64 // stride
+        assert batch["heatmap"].shape == (1, 1, side, side)
+        # (9.5, 21.5) -> u = (4.5, 10.5) at stride 2, rounded half to even: cell (4, 10)
+        assert batch["index"][0].tolist() == [row * side + column for column, row in cells]
+        assert [float(batch["heatmap"][0, 0, row, column]) for column, row in cells] == [1, 1]
+        # sigma = (2 r + 1) / 6 cells, r = 1 at every stride for these 4-6 px boxes.
+        uv = to_heatmap_coordinates(torch.tensor([30.0, 41.0]), stride)
+        (column, row), offset = cells[1], ((torch.tensor(cells[1]) - uv) ** 2).sum()
+        expected = math.exp(-(((column + 1 - uv[0]) ** 2 + (row - uv[1]) ** 2) - offset) / 0.5)
+        assert float(batch["heatmap"][0, 0, row, column + 1]) == pytest.approx(expected, rel=1e-5)
+        assert float(batch["heatmap"][0, 0, row, column + 2]) == 0  # outside the 3 x 3 window
+        # A perfect network's outputs: the size map holds each box at its centre cell.
+        _, _, size = target_outputs(batch)
+        assert float(size_l1_loss(size, batch["index"], batch["center_mask"], batch["size"])) == 0
+    with pytest.raises(ValueError, match="stride 3"):
+        collate_batch(samples, stride=3)
+
+
+def test_windowed_splatting_equals_the_dense_gaussian():
+    generator = torch.Generator().manual_seed(0)
+    centers = torch.rand(12, 2, generator=generator) * 72 - 4  # some just off the map
+    boxes = 1 + torch.rand(12, 2, generator=generator) * 30  # radii 1 to several cells
+    for stride in (4, 2, 1):
+        side = 64 // stride
+        heatmap, cells, inside = draw_heatmap(centers, boxes, side, side, stride)
+        uv = to_heatmap_coordinates(centers, stride)
+        radius = torch.clamp(
+            torch.floor(gaussian_radius(boxes[:, 1] / stride, boxes[:, 0] / stride)), min=1
+        )
+        sigma = (2 * radius + 1) / 6
+        grid = torch.arange(side, dtype=torch.float32)
+        offset = ((cells - uv) ** 2).sum(dim=1)
+        dense = torch.exp(
+            -(
+                (grid[None, None, :] - uv[:, 0, None, None]) ** 2
+                + (grid[None, :, None] - uv[:, 1, None, None]) ** 2
+                - offset[:, None, None]
+            )
+            / (2 * sigma[:, None, None] ** 2)
+        )
+        window = (
+            (grid[None, None, :] - cells[:, 0, None, None]).abs() <= radius[:, None, None]
+        ) & ((grid[None, :, None] - cells[:, 1, None, None]).abs() <= radius[:, None, None])
+        expected = torch.where(window, dense, 0.0).amax(dim=0)
+        expected[cells[inside, 1], cells[inside, 0]] = 1.0
+        assert torch.equal(heatmap, expected), f"stride {stride}"
+
+
+def test_electrodes_3_px_apart_stay_two_exact_peaks_at_stride_1():
+    for first, second in _pairs(3.0):
+        peaks = _pair_peaks(first, second, stride=1)
+        assert len(peaks) == 2, (first, second)
+        distance = np.linalg.norm(peaks[:, None] - np.array([first, second])[None], axis=2)
+        assert distance.min(axis=0).max() < 0.01  # refined to the true centres
+    # 2 px apart along a row or a column: always two peaks too.
+    for step in ([2.0, 0.0], [0.0, 2.0]):
+        for dx in np.linspace(0, 1, 8, endpoint=False):
+            first = np.array([20.13 + dx, 21.37 - dx])
+            assert len(_pair_peaks(first, first + step, stride=1)) == 2
+
+
+@pytest.mark.parametrize("stride", [4, 2, 1])
+def test_minimum_separable_distance_is_two_diagonal_cells(stride):
+    # Centre cells >= 2 apart on one axis are never suppressed: 2 sqrt(2) cells in any direction.
+    for first, second in _pairs(2 * math.sqrt(2) * stride + 0.01, angles=16, offsets=3):
+        assert len(_pair_peaks(first, second, stride, size=64)) == 2, (first, second)
+    # Under one cell apart, the centre cells are the same or 8-neighbours: one peak.
+    for first, second in _pairs(0.95 * stride, angles=16, offsets=3):
+        assert len(_pair_peaks(first, second, stride, size=64)) == 1, (first, second)
+
+
+def test_kpis_read_the_stride_from_the_shapes():
+    centers = [[9.3, 21.6], [40.2, 41.7]]
+    samples = [_sample(centers, [[7, 19, 5, 5], [38, 39, 4, 6]])]
+    for stride in (4, 2, 1):
+        batch = collate_batch(samples, stride=stride)
+        outputs = target_outputs(batch)
+        xy, _, valid = heatmap_peaks(outputs[1], stride=stride)
+        found = xy[0, valid[0]][torch.argsort(xy[0, valid[0], 0])]
+        torch.testing.assert_close(found, torch.tensor(centers), atol=1e-4, rtol=0)
+        kappa = batch_kpis(outputs, batch)  # (torch.cdist adds ~0.01 px of rounding)
+        assert kappa["detection"].tolist() == [pytest.approx(1.0, abs=1e-2)], f"stride {stride}"
+        assert kappa["segmentation"].tolist() == [1.0]
+        losses, _ = task_losses(outputs, batch)
+        assert torch.isfinite(losses["detection"]).all()
+    # Read at stride 4, the last (stride-1) heatmap's peaks land far off: the stride must match.
+    misread, _, valid = heatmap_peaks(outputs[1], stride=4)
+    assert (misread[0, valid[0]] - found).abs().max() > 10
+
+
+def test_detection_loss_refuses_targets_of_another_stride():
+    samples = [_sample([[9.5, 21.5]], [[7, 19, 5, 5]])]
+    outputs = target_outputs(collate_batch(samples, stride=2))
+    with pytest.raises(ValueError, match="collate the batch at the model's stride"):
+        task_losses(outputs, collate_batch(samples))

@@ -55,10 +55,8 @@ def binary_iou(a: np.ndarray, b: np.ndarray) -> float:
 # ---------------------------------------------------------------- parity with cathtrack.pipeline
 
 
-@pytest.mark.slow  # the .pt2 export compiles C++ (~30 s on 2 cores, once per session)
-@pytest.mark.parametrize("model_format", ["ts", "pt2"])
-def test_engine_matches_the_python_reference(tmp_path_factory, checkpoint, frames, model_format):
-    engine = make_engine(tiny_export(tmp_path_factory, model_format))
+def assert_engine_matches_the_python_reference(engine, checkpoint, frames) -> None:
+    """The native engine's results on ``frames`` equal cathtrack.pipeline.predict's."""
     model, _ = load_model(checkpoint)
     settings = DecodeSettings(
         score_threshold=PARITY_SETTINGS["score_threshold"],
@@ -86,6 +84,31 @@ def test_engine_matches_the_python_reference(tmp_path_factory, checkpoint, frame
         electrodes_seen += len(reference.electrodes)
     # the comparison had something to compare (see runtime_support for how the model is built)
     assert electrodes_seen >= 30 and classified >= 3
+
+
+@pytest.mark.slow  # the .pt2 export compiles C++ (~30 s on 2 cores, once per session)
+@pytest.mark.parametrize("model_format", ["ts", "pt2"])
+def test_engine_matches_the_python_reference(tmp_path_factory, checkpoint, frames, model_format):
+    engine = make_engine(tiny_export(tmp_path_factory, model_format))
+    assert_engine_matches_the_python_reference(engine, checkpoint, frames)
+
+
+@pytest.mark.parametrize(
+    "model_format",
+    ["ts", pytest.param("pt2", marks=pytest.mark.slow)],  # .pt2: ~30 s each
+)
+@pytest.mark.parametrize("stride", [2, 1])
+def test_engine_matches_the_python_reference_at_finer_heatmap_strides(
+    tmp_path_factory, frames, model_format, stride
+):
+    """Models with a stride-2 or stride-1 heatmap (ModelConfig.heatmap_stride): the engine reads
+    the stride from the metadata, checks the output shapes with it and maps peaks with
+    x = s (u + 0.5) - 0.5; the Python pipeline infers it from the shapes."""
+    checkpoint = tiny_checkpoint(tmp_path_factory, stride)
+    path = tiny_export(tmp_path_factory, model_format, stride)
+    engine = make_engine(path)
+    assert engine.metadata()["output_strides"] == f"1,{stride},{stride}"
+    assert_engine_matches_the_python_reference(engine, checkpoint, frames)
 
 
 def test_engine_reports_metadata_timings_and_its_input_size(torchscript_file, frames):
@@ -269,6 +292,13 @@ def rewrite_metadata(source, target, **changes) -> None:
         ({"input_size": None}, "'input_size' is missing"),
         ({"training_config_hash": None}, "'training_config_hash' is missing"),
         ({"dtype": "float16"}, "float16 model runs only on CUDA"),
+        (
+            {"output_strides": "1,3,3"},
+            "output_strides is '1,3,3', .* only '1,4,4', '1,2,2', '1,1,1'",
+        ),
+        ({"output_strides": "1,2,4"}, "output_strides is '1,2,4'"),
+        ({"output_strides": "2,2,2"}, "output_strides is '2,2,2'"),
+        ({"output_strides": None}, "'output_strides' is missing"),
     ],
 )
 def test_refuses_metadata_this_build_does_not_understand(
@@ -278,6 +308,18 @@ def test_refuses_metadata_this_build_does_not_understand(
     rewrite_metadata(torchscript_file, edited, **changes)
     with pytest.raises(_native.ModelFileError, match=f"edited.ts: .*{message}"):
         make_engine(edited)
+
+
+def test_a_model_whose_outputs_do_not_match_its_output_strides_is_refused(
+    tmp_path, torchscript_file, frames
+):
+    """A stride-4 model whose metadata claims stride 2: the first frame's outputs are checked
+    against the stride the metadata names, and the error says which shapes were expected."""
+    edited = tmp_path / "edited.ts"
+    rewrite_metadata(torchscript_file, edited, output_strides="1,2,2")
+    engine = make_engine(edited)
+    with pytest.raises(_native.ModelFileError, match=r"edited.ts: .*S/s.*S = 128, s = 2"):
+        engine(frames[0])
 
 
 @pytest.mark.slow  # needs the session's .pt2 (compiled once, ~30 s)

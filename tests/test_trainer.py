@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import os
@@ -17,6 +18,7 @@ from safetensors.torch import load_file
 
 from cathtrack.checkpoint import load_model
 from cathtrack.device import autocast_dtype, cpu_has_native_bfloat16
+from cathtrack.model.config import ModelConfig
 from cathtrack.train.batches import StepBatches
 from cathtrack.train.cli import main
 from cathtrack.train.config import ConfigError, config_hash, load_config
@@ -427,3 +429,31 @@ def test_ddp_two_cpu_processes_keep_difficulty_tables_identical(tmp_path):
     # 4 steps x 2 ranks x 2 samples = every one of the 16 samples, seen through the merge.
     assert bool(states[0]["memory"]["seen"].all())
     assert len(_rows(tmp_path / "run/train_log.csv")) == 4  # rank 0 alone logs
+
+
+# --------------------------------------------------------------------------- heatmap stride
+
+
+@pytest.mark.parametrize("stride", [2, 1])
+def test_loader_builds_targets_at_the_networks_stride(tmp_path, stride):
+    trainer = Trainer(_tiny(tmp_path), tmp_path / "run", progress=False)
+    trainer.network.output_stride = stride  # whatever the model says, the targets follow it
+    loader = trainer._loader(trainer.train_sets[0], StepBatches(16, 4, 0, 0, 0, 1))
+    batch = next(iter(loader))
+    side = 64 // stride
+    assert batch["heatmap"].shape == (4, 1, side, side)
+    assert int(batch["index"].max()) < side * side
+
+
+@pytest.mark.parametrize("stride", [2, 1])
+def test_training_runs_at_heatmap_stride(tmp_path, stride):
+    if "heatmap_stride" not in {field.name for field in dataclasses.fields(ModelConfig)}:
+        pytest.skip("ModelConfig has no heatmap_stride")
+    config = _tiny(tmp_path, f"model.heatmap_stride={stride}", "steps=2", "val_at_start=true")
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    assert trainer.network.output_stride == stride
+    trainer.fit()
+    rows = _rows(tmp_path / "run" / "train_log.csv")
+    assert len(rows) == 2 and all(math.isfinite(float(row["loss"])) for row in rows)
+    assert all(math.isfinite(float(row["kappa/detection"])) for row in rows)
+    assert len(_rows(tmp_path / "run" / "val_log.csv")) == 2  # step 0 and the end

@@ -42,8 +42,14 @@ FORMAT_VERSION = 1
 NORMALIZATION = "percentile-stretch+bilinear-antialias"
 NORMALIZATION_VERSION = 1
 HEADS = "segmentation_logits,center_heatmap,size"
-OUTPUT_STRIDES = f"1,{OUTPUT_STRIDE},{OUTPUT_STRIDE}"  # of the three heads, relative to the input
+OUTPUT_STRIDES = f"1,{OUTPUT_STRIDE},{OUTPUT_STRIDE}"  # of the paper's model (heatmap stride 4)
 TORCHSCRIPT_METADATA_FILE = "cathtrack.json"
+
+
+def output_strides(heatmap_stride: int) -> str:
+    """Metadata ``output_strides``, the strides of the three heads relative to the input:
+    ``"1,s,s"`` (segmentation at full resolution, heatmap and size at the heatmap stride s)."""
+    return f"1,{heatmap_stride},{heatmap_stride}"
 
 
 def file_sha256(path: str | Path) -> str:
@@ -81,9 +87,12 @@ def build_metadata(
         half: 16-bit weights and input (:func:`half_dtype`).
     """
     from cathtrack import __version__
+    from cathtrack.model import ModelConfig
 
     sha = file_sha256(weights)
     model = document["model"]
+    # a model dict without heatmap_stride (written before strides 2 and 1) is a stride-4 model
+    stride = ModelConfig.from_dict(model).heatmap_stride
     metadata = {
         "format": FILE_FORMAT,
         "format_version": str(FORMAT_VERSION),
@@ -92,7 +101,7 @@ def build_metadata(
         "in_channels": str(int(model.get("in_channels", 1))),
         "normalization": NORMALIZATION,
         "normalization_version": str(NORMALIZATION_VERSION),
-        "output_strides": OUTPUT_STRIDES,
+        "output_strides": output_strides(stride),
         "heads": HEADS,
         # Content-derived: two files with the same model_version hold the same weights.
         "model_version": sha[:16],

@@ -1,14 +1,21 @@
 """Encoders truncated at stride 16, written in plain PyTorch (no torchvision, no timm).
 
-Every backbone maps a (B, C_in, H, W) image to three feature maps at strides 4, 8 and 16:
+Every backbone maps a (B, C_in, H, W) image to four feature maps at strides 2, 4, 8 and 16
+(``.channels`` gives their widths in that order):
 
 - ResNet (He et al. 2016): the stem (7x7/2 conv, BN, ReLU, 3x3/2 max-pool) and ``layer1``..``layer3``
   (the paper's ``res2``..``res4``); ``layer4`` (``res5``, stride 32) is discarded as in the paper.
+  The stride-2 feature is the stem's conv + BN + ReLU output, before the max-pool.
 - VGG16 (Simonyan & Zisserman 2015) with batch normalisation (the network is trained from scratch
-  on one-channel X-ray, where BN makes the 13-conv stack trainable): blocks 1..4, the stride-4 and
-  stride-8 features are the outputs of blocks 3 and 4 (before their pooling), the stride-16
-  feature is block 4 after its max-pool. Block 5 (at stride 16) is not used, mirroring the ResNets
-  stopping at stride 16 with the paper's table of backbones.
+  on one-channel X-ray, where BN makes the 13-conv stack trainable): blocks 1..4, the stride-2,
+  stride-4 and stride-8 features are the outputs of blocks 2, 3 and 4 (before their pooling), the
+  stride-16 feature is block 4 after its max-pool. Block 5 (at stride 16) is not used, mirroring
+  the ResNets stopping at stride 16 with the paper's table of backbones.
+
+The paper's decoder reads the strides 4, 8 and 16; the stride-2 feature is the skip of the
+narrow stride-2 decoder stage of models with a finer heatmap (``ModelConfig.heatmap_stride``).
+It is computed on the way anyway, so returning it costs nothing, and the modules (and so the
+state-dict keys) are the same as before it was returned.
 
 ``width`` scales every channel count (the lite variant); counts are rounded to multiples of 8 so
 that the kernels stay vector-friendly.
@@ -110,7 +117,7 @@ class ResNetEncoder(nn.Module):
         width: channel multiplier.
 
     Shape:
-        input (B, in_channels, H, W) -> tuple of (B, channels[i], H / s, W / s), s = 4, 8, 16.
+        input (B, in_channels, H, W) -> tuple of (B, channels[i], H / s, W / s), s = 2, 4, 8, 16.
     """
 
     def __init__(self, name: str, in_channels: int = 1, width: float = 1.0) -> None:
@@ -133,22 +140,24 @@ class ResNetEncoder(nn.Module):
                 current = channels * block.expansion
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
-        self.channels: tuple[int, int, int] = tuple(
-            scale_channels(base, width) * block.expansion for base in _RESNET_STAGE_CHANNELS
+        self.channels: tuple[int, int, int, int] = (
+            stem_channels,
+            *(scale_channels(base, width) * block.expansion for base in _RESNET_STAGE_CHANNELS),
         )
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        stride4 = self.layer1(self.stem(x))
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        stride2 = self.stem[0](x)  # conv + BN + ReLU, before the max-pool
+        stride4 = self.layer1(self.stem[1](stride2))
         stride8 = self.layer2(stride4)
         stride16 = self.layer3(stride8)
-        return stride4, stride8, stride16
+        return stride2, stride4, stride8, stride16
 
 
 class Vgg16Encoder(nn.Module):
-    """VGG16-BN blocks 1..4 (see the module docstring for where the three features are taken).
+    """VGG16-BN blocks 1..4 (see the module docstring for where the four features are taken).
 
     Shape:
-        input (B, in_channels, H, W) -> tuple of (B, channels[i], H / s, W / s), s = 4, 8, 16.
+        input (B, in_channels, H, W) -> tuple of (B, channels[i], H / s, W / s), s = 2, 4, 8, 16.
     """
 
     def __init__(self, in_channels: int = 1, width: float = 1.0) -> None:
@@ -165,19 +174,19 @@ class Vgg16Encoder(nn.Module):
         self.block1, self.block2, self.block3, self.block4 = blocks
         self.pool = nn.MaxPool2d(2, 2)
         last = scale_channels(_VGG16_BLOCKS[3][1], width)
-        self.channels: tuple[int, int, int] = (
+        self.channels: tuple[int, int, int, int] = (
+            scale_channels(_VGG16_BLOCKS[1][1], width),
             scale_channels(_VGG16_BLOCKS[2][1], width),
             last,
             last,
         )
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        x = self.pool(self.block1(x))
-        x = self.pool(self.block2(x))
-        stride4 = self.block3(x)
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        stride2 = self.block2(self.pool(self.block1(x)))
+        stride4 = self.block3(self.pool(stride2))
         stride8 = self.block4(self.pool(stride4))
         stride16 = self.pool(stride8)
-        return stride4, stride8, stride16
+        return stride2, stride4, stride8, stride16
 
 
 def build_backbone(name: str, in_channels: int = 1, width: float = 1.0) -> nn.Module:

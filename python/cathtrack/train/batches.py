@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
+from cathtrack.coordinates import OUTPUT_STRIDE
 from cathtrack.data.augment import Augment
 from cathtrack.data.datasets import (
     CocoDataset,
@@ -78,9 +79,15 @@ class IndexedDataset(Dataset):
         return index, self.dataset[index]
 
 
-def collate_indexed(items: list[tuple[int, Sample]]) -> dict:
-    """DataLoader ``collate_fn``: (index, Sample) pairs -> :func:`collate_batch` tensors."""
-    return collate_batch([sample for _, sample in items], [index for index, _ in items])
+def collate_indexed(items: list[tuple[int, Sample]], stride: int = OUTPUT_STRIDE) -> dict:
+    """DataLoader ``collate_fn``: (index, Sample) pairs -> :func:`collate_batch` tensors.
+
+    ``stride``: the model's heatmap stride; bind it with ``functools.partial(collate_indexed,
+    stride=...)`` (picklable, so it works in DataLoader worker processes).
+    """
+    return collate_batch(
+        [sample for _, sample in items], [index for index, _ in items], stride=stride
+    )
 
 
 def _mix_seed(*values: int) -> int:

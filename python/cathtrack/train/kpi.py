@@ -12,12 +12,15 @@ memory, no gradients) and bounded: 1 = solved, towards 0 = hard.
   - each true electrode to the nearest predicted peak (its localisation error), and
   - each predicted peak to the nearest true electrode (a spurious peak's error),
 
-  every distance capped at ``cap`` (16 px = 4 heatmap cells): a missed electrode or a spurious
-  peak costs the cap. The second direction is our addition: without it a heatmap that fires
-  everywhere would score a perfect MAE. A sample without electrodes and without peaks has MAE 0.
-  Peaks are found as in the post-processing, in torch: 3x3 max-pool non-maximum suppression,
-  score >= 0.3, at most 128 per image, refined by the same log-parabola fit (a plateau may give
-  several peaks here; the post-processing's exact tie rule does not matter for a training signal).
+  every distance capped at ``cap`` (16 px, 4 cells of a stride-4 heatmap; pixels at any stride):
+  a missed electrode or a spurious peak costs the cap. The second direction is our addition:
+  without it a heatmap that fires everywhere would score a perfect MAE. A sample without
+  electrodes and without peaks has MAE 0. Peaks are found as in the post-processing, in torch:
+  3x3 max-pool non-maximum suppression, score >= 0.3, at most 128 per image, refined by the same
+  log-parabola fit (a plateau may give several peaks here; the post-processing's exact tie rule
+  does not matter for a training signal), and mapped to input pixels at the heatmap's stride (4,
+  2 or 1): :func:`batch_kpis` reads it from the shapes of the batch's images and of the heatmap,
+  so it cannot disagree with them.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cathtrack.coordinates import OUTPUT_STRIDE, to_input_coordinates
+from cathtrack.coordinates import OUTPUT_STRIDE, heatmap_stride, to_input_coordinates
 
 # Floor of a KPI wherever the prioritization divides by it or takes its log (weights <= 20).
 KAPPA_MIN = 0.05
@@ -68,7 +71,7 @@ def heatmap_peaks(
         heatmap: (B, 1, h, w) probabilities.
         threshold: minimum score of a peak.
         max_peaks: K, the most peaks kept per image (highest scores first).
-        stride: heatmap stride, to map peaks to input pixels.
+        stride: heatmap stride (4, 2 or 1), to map peaks to input pixels.
 
     Returns:
         xy (B, K, 2) peak positions x, y in input pixels, scores (B, K) and valid (B, K) bool
@@ -130,7 +133,7 @@ def detection_kpi(
         tau: distance in pixels at which kappa_d = 0.5.
         cap: distance in pixels charged for a missed electrode or a spurious peak.
         threshold: minimum peak score.
-        stride: heatmap stride.
+        stride: heatmap stride (4, 2 or 1; :func:`batch_kpis` infers it from the shapes).
 
     Returns:
         (B,) float32 in [1 / (1 + cap / tau), 1].
@@ -153,10 +156,12 @@ def batch_kpis(outputs: tuple[Tensor, Tensor, Tensor], batch: dict) -> dict[str,
     """Both KPIs of a forward pass: {"detection": (B,), "segmentation": (B,)} in [0, 1].
 
     Computed for every sample; where a task is unavailable the value is meaningless and the
-    prioritization ignores it (it reads ``batch["available"]``).
+    prioritization ignores it (it reads ``batch["available"]``). The heatmap's stride comes from
+    its shape and the batch's image size (:func:`cathtrack.coordinates.heatmap_stride`).
     """
     segmentation, heatmap, _ = outputs
+    stride = heatmap_stride(batch["image"].shape, heatmap.shape)
     return {
-        "detection": detection_kpi(heatmap, batch["center"], batch["center_mask"]),
+        "detection": detection_kpi(heatmap, batch["center"], batch["center_mask"], stride=stride),
         "segmentation": segmentation_kpi(segmentation, batch["mask"]),
     }

@@ -5,7 +5,9 @@ drop samples before reducing (:func:`weighted_batch_mean`).
 
 - Detection (eq. 7): CenterNet's penalty-reduced focal loss on the centre heatmap (alpha = 2,
   beta = 4, normalised by the sample's electrode count, at least 1) + lambda * L1 on the box size
-  at the electrode centres (lambda = 1 in the paper).
+  at the electrode centres (lambda = 1 in the paper). Both work on the heatmap's own grid, at
+  any stride (4, 2 or 1): the batch must be collated at the model's stride
+  (``collate_batch(..., stride=model.output_stride)``); a target of another shape is refused.
 - Segmentation (eq. 8): binary cross-entropy + BASNet's soft IoU loss 1 - sum(p m) / sum(p + m -
   p m). The IoU is smoothed by 1 (pixel) in numerator and denominator so that an empty mask
   predicted empty costs 0 instead of 0/0.
@@ -82,7 +84,17 @@ def detection_loss(
 
     Returns:
         (B,) total and the parts {"focal": (B,), "size": (B,)} for logging.
+
+    Raises:
+        ValueError: the target heatmap is not on the predicted heatmap's grid (a batch
+            collated at another stride than the model's).
     """
+    if batch["heatmap"].shape != heatmap.shape or size.shape[-2:] != heatmap.shape[-2:]:
+        raise ValueError(
+            f"the heatmap target has shape {tuple(batch['heatmap'].shape)} but the network's "
+            f"heatmap {tuple(heatmap.shape)} and size map {tuple(size.shape)}: collate the batch "
+            "at the model's stride (collate_batch(..., stride=model.output_stride))"
+        )
     focal = focal_loss(heatmap, batch["heatmap"])
     size_error = size_l1_loss(size, batch["index"], batch["center_mask"], batch["size"])
     return focal + size_weight * size_error, {"focal": focal, "size": size_error}

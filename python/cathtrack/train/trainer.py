@@ -32,6 +32,7 @@ step; only rank 0 validates, logs and writes files.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -48,6 +49,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from cathtrack.checkpoint import load_model, remove_temporaries, save_model, write_text_atomic
+from cathtrack.coordinates import OUTPUT_STRIDE
 from cathtrack.data.sample import TASKS, Sample
 from cathtrack.device import autocast, autocast_dtype, training_device
 from cathtrack.model import CathNet, build_model
@@ -283,10 +285,12 @@ class Trainer:
         return optimization
 
     def _loader(self, dataset: Dataset, sampler: StepBatches) -> DataLoader:
+        # Targets on the model's heatmap grid (CathNet.output_stride: 4, 2 or 1).
+        stride = getattr(self.network, "output_stride", OUTPUT_STRIDE)
         return DataLoader(
             IndexedDataset(dataset),
             batch_sampler=sampler,
-            collate_fn=collate_indexed,
+            collate_fn=functools.partial(collate_indexed, stride=stride),
             num_workers=self.config.data.num_workers,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,

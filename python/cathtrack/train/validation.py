@@ -37,7 +37,8 @@ def validate(
     """Validation metrics (cathtrack.metrics.evaluate) + ``mean_kpi`` = mean(AP, mean J).
 
     Electrodes are decoded down to :data:`~cathtrack.settings.EVAL_SCORE_THRESHOLD` (the AP
-    integrates over every score), without catheter tracing.
+    integrates over every score), without catheter tracing. ``decode`` reads the heatmap's
+    stride (4, 2 or 1) from the output shapes, so a model of any stride validates as it is.
 
     ``dtype``: the autocast dtype of training (:func:`cathtrack.device.autocast_dtype`), None for
     float32.

@@ -71,7 +71,8 @@ c10::Device parse_device(const std::string& name) {
   return device;
 }
 
-// The model's outputs as the engine expects them, or a clear error naming the file.
+// The model's outputs as the engine expects them for the heatmap stride its metadata names (the
+// size divides by it: S is a multiple of 32), or a clear error naming the file.
 void check_outputs(const std::vector<at::Tensor>& outputs, int size, int stride,
                    const std::string& path) {
   const int cells = size / stride;
@@ -84,8 +85,9 @@ void check_outputs(const std::vector<at::Tensor>& outputs, int size, int stride,
   if (!ok) {
     throw ModelFileError(path +
                          ": the model did not return (segmentation (1,1,S,S), "
-                         "heatmap (1,1,S/4,S/4), size (1,2,S/4,S/4)) for S = " +
-                         std::to_string(size));
+                         "heatmap (1,1,S/s,S/s), size (1,2,S/s,S/s)) for S = " +
+                         std::to_string(size) + ", s = " + std::to_string(stride) +
+                         " (metadata output_strides)");
   }
 }
 
@@ -212,7 +214,9 @@ FrameResult Engine::Impl::run(const FrameView& frame, std::uint8_t* mask_out) {
   at::Tensor probability = at::sigmoid(outputs[0].to(at::kFloat));
   std::vector<pp::Peak> peaks;
   pixel_stages(outputs, probability, peaks);
-  // electrodes in model-input pixels: heatmap cell centres map as x = 4 (u + 0.5) - 0.5
+  // electrodes in model-input pixels: heatmap cell u of stride s maps to x = s (u + 0.5) - 0.5
+  // (cathtrack.coordinates.to_input_coordinates). The size map has the heatmap's (h, w), so a
+  // peak's index addresses it too: widths at [index], heights at [h * w + index].
   const at::Tensor size_map = outputs[2].to(at::kCPU, at::kFloat).contiguous();
   const float* widths = size_map.data_ptr<float>();
   const float* heights = widths + size_map.size(2) * size_map.size(3);

@@ -187,6 +187,20 @@ long parse_count(const std::string& text) {
   return value;
 }
 
+// The heatmap stride s of output_strides "1,s,s" (s one of kHeatmapStrides); ModelFileError
+// listing what this build reads otherwise.
+int parse_output_strides(const Metadata& metadata, const std::string& source) {
+  const std::string& value = require(metadata, "output_strides", source);
+  std::string understood;
+  for (const int stride : kHeatmapStrides) {
+    const std::string text = std::to_string(stride);
+    if (value == "1," + text + "," + text) return stride;
+    understood += (understood.empty() ? "'1," : ", '1,") + text + "," + text + "'";
+  }
+  throw ModelFileError(source + ": metadata output_strides is '" + value +
+                       "', this build of cathtrack understands only " + understood);
+}
+
 }  // namespace
 
 Metadata parse_flat_json(const std::string& text) { return FlatJsonParser(text).parse(); }
@@ -205,7 +219,7 @@ ModelSpec check_metadata(const Metadata& metadata, const std::string& format,
   require_equal(metadata, "normalization", kNormalization, source);
   require_equal(metadata, "normalization_version", std::to_string(kNormalizationVersion), source);
   require_equal(metadata, "heads", kHeads, source);
-  require_equal(metadata, "output_strides", kOutputStrides, source);
+  const int heatmap_stride = parse_output_strides(metadata, source);
   require_equal(metadata, "in_channels", "1", source);
   // Informational, but an exported file always has them: their absence means a foreign file.
   require(metadata, "model_version", source);
@@ -213,7 +227,7 @@ ModelSpec check_metadata(const Metadata& metadata, const std::string& format,
 
   ModelSpec spec;
   spec.format = format;
-  spec.heatmap_stride = 4;
+  spec.heatmap_stride = heatmap_stride;
   const long size = parse_count(require(metadata, "input_size", source));
   if (size < 32 || size > 8192 || size % 32 != 0) {
     throw ModelFileError(source + ": metadata input_size '" + metadata.at("input_size") +

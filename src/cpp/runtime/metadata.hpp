@@ -30,7 +30,10 @@ inline constexpr int kFormatVersion = 1;
 inline constexpr const char* kNormalization = "percentile-stretch+bilinear-antialias";
 inline constexpr int kNormalizationVersion = 1;
 inline constexpr const char* kHeads = "segmentation_logits,center_heatmap,size";
-inline constexpr const char* kOutputStrides = "1,4,4";
+// output_strides is "1,s,s": the segmentation at the input's resolution, the centre heatmap and
+// the size map at the heatmap stride s, one of these (ModelConfig.heatmap_stride; the paper's 4).
+// Files from before strides 2 and 1 all say "1,4,4".
+inline constexpr int kHeatmapStrides[] = {4, 2, 1};
 inline constexpr const char* kTorchScriptMetadataRecord = "cathtrack.json";
 
 enum class Precision { kFloat32, kFloat16, kBFloat16 };
@@ -38,7 +41,7 @@ enum class Precision { kFloat32, kFloat16, kBFloat16 };
 // What the engine needs to know about a model, checked against what this build understands.
 struct ModelSpec {
   int input_size = 0;      // side of the square input, pixels (a multiple of 32)
-  int heatmap_stride = 0;  // stride of the heatmap and size outputs (4)
+  int heatmap_stride = 0;  // stride s of the heatmap and size outputs (4, 2 or 1)
   Precision precision = Precision::kFloat32;
   std::string device;          // "cpu" or "cuda": where the file was compiled / meant to run
   std::string format;          // "pt2" or "ts"

@@ -26,7 +26,8 @@ class ModelFile {
   virtual ~ModelFile() = default;
 
   // input (1, 1, S, S) on the device in the model's precision -> (segmentation logits
-  // (1, 1, S, S), centre heatmap (1, 1, S/4, S/4), size (1, 2, S/4, S/4)). Call under
+  // (1, 1, S, S), centre heatmap (1, 1, S/s, S/s), size (1, 2, S/s, S/s)) for the heatmap
+  // stride s = spec().heatmap_stride (4, 2 or 1). Call under
   // c10::InferenceMode. Not thread-safe: one engine (and one ModelFile) per thread.
   virtual std::vector<at::Tensor> forward(const at::Tensor& input) = 0;
 
