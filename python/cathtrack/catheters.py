@@ -8,6 +8,11 @@ All lengths are in millimetres. Electrode lists run distal (tip) -> proximal. ``
 edge-to-edge distances between consecutive electrodes, the way EP catheter spacings such as
 "2-8-2" are quoted by manufacturers; ``centre_spacing_mm`` converts them to the centre-to-centre
 distances an electrode detector actually measures.
+
+Catheters without electrodes (guiding and diagnostic catheters, long sheaths) are catalogue types
+too, with no electrode lengths and no gaps: they are catheters (segmented, typed by the
+synthetic engine) but the spacing pattern matcher never predicts them. Their types come after
+the electrode catheters, so the type indices of the older types never change.
 """
 
 from __future__ import annotations
@@ -24,9 +29,12 @@ class CatheterVariant:
     Attributes:
         type: catalogue type name (one of :data:`CATHETER_TYPES`).
         name: variant name, usually the quoted spacing ("2-8-2").
-        electrode_lengths_mm: length along the shaft of each electrode, distal -> proximal.
-        gaps_mm: edge-to-edge gap between consecutive electrodes (len = electrodes - 1).
-        shaft_diameter_mm: outer diameter of the shaft.
+        electrode_lengths_mm: length along the shaft of each electrode, distal -> proximal;
+            empty for a catheter or sheath without electrodes.
+        gaps_mm: edge-to-edge gap between consecutive electrodes (len = electrodes - 1, empty
+            without electrodes).
+        shaft_diameter_mm: outer diameter of the shaft (a sheath's French size is its inner
+            diameter; the outer one is about 2 Fr more).
         loop_diameter_mm: (min, max) loop diameter for circular catheters, else None.
     """
 
@@ -38,7 +46,7 @@ class CatheterVariant:
     loop_diameter_mm: tuple[float, float] | None = None
 
     def __post_init__(self) -> None:
-        if len(self.gaps_mm) != len(self.electrode_lengths_mm) - 1:
+        if len(self.gaps_mm) != max(len(self.electrode_lengths_mm) - 1, 0):
             raise ValueError(f"{self.type}/{self.name}: need one gap between each electrode pair")
 
     @property
@@ -56,6 +64,8 @@ class CatheterVariant:
     @property
     def electrode_centres_mm(self) -> tuple[float, ...]:
         """Arc-length position of each electrode centre from the distal end of the tip electrode."""
+        if not self.electrode_lengths_mm:
+            return ()
         centres = [0.5 * self.electrode_lengths_mm[0]]
         for spacing in self.centre_spacing_mm:
             centres.append(centres[-1] + spacing)
@@ -82,6 +92,14 @@ CATALOGUE: tuple[CatheterVariant, ...] = (
         "circular_mapping", "20-pole", (1.0,) * 20, (2.0,) * 19, 7 * FRENCH_MM, (15.0, 25.0)
     ),
     CatheterVariant("pacing_lead", "bipolar", (2.0, 3.0), (10.0,), 6.5 * FRENCH_MM),
+    # Without electrodes (appended: the indices of the types above stay stable).
+    CatheterVariant("guiding_catheter", "6Fr", (), (), 6 * FRENCH_MM),
+    CatheterVariant("guiding_catheter", "7Fr", (), (), 7 * FRENCH_MM),
+    CatheterVariant("guiding_catheter", "8Fr", (), (), 8 * FRENCH_MM),
+    CatheterVariant("diagnostic_catheter", "5Fr", (), (), 5 * FRENCH_MM),
+    CatheterVariant("diagnostic_catheter", "6Fr", (), (), 6 * FRENCH_MM),
+    CatheterVariant("long_sheath", "8.5Fr", (), (), 10.5 * FRENCH_MM),
+    CatheterVariant("long_sheath", "12Fr", (), (), 15 * FRENCH_MM),
 )
 
 CATHETER_TYPES: tuple[str, ...] = tuple(dict.fromkeys(v.type for v in CATALOGUE))
@@ -96,6 +114,9 @@ TYPE_COLOURS: dict[str, tuple[float, float, float]] = {
     "ablation": (1.0, 0.3, 0.2),
     "circular_mapping": (0.7, 0.3, 1.0),
     "pacing_lead": (1.0, 0.8, 0.1),
+    "guiding_catheter": (1.0, 0.5, 0.75),
+    "diagnostic_catheter": (0.5, 0.85, 0.95),
+    "long_sheath": (0.8, 0.75, 0.45),
 }
 """Display colour of each type as (r, g, b) in [0, 1], for overlays and ROS markers."""
 UNKNOWN_COLOUR = (0.7, 0.7, 0.7)

@@ -206,10 +206,13 @@ def assign_electrodes(
 
 @lru_cache(maxsize=1)
 def spacing_templates() -> tuple[tuple[int, tuple[float, ...]], ...]:
-    """(index into CATHETER_TYPES, centre spacings in mm) per catalogue variant: the templates of
-    :func:`classify_catheter`, also handed to the native engine."""
+    """(index into CATHETER_TYPES, centre spacings in mm) per catalogue variant with at least two
+    electrodes: the templates of :func:`classify_catheter`, also handed to the native engine.
+    Variants with fewer electrodes have no spacing to match, so the matcher never predicts them."""
     return tuple(
-        (CATHETER_TYPES.index(variant.type), variant.centre_spacing_mm) for variant in CATALOGUE
+        (CATHETER_TYPES.index(variant.type), variant.centre_spacing_mm)
+        for variant in CATALOGUE
+        if variant.n_electrodes >= 2
     )
 
 

@@ -15,10 +15,14 @@ EXAMPLES = """  cathtrack synth --out data/synth --n 2000
   cathtrack synth --out data/synth_hard --n 500 --preset hard --size 512 --bits 16 --seed 7
   cathtrack synth --out data/video --n 0 --sequences 20 --frames 30
   cathtrack synth --out data/real_bg --n 1000 --backgrounds data/angiograms/training
-  cathtrack synth --preview docs/synth_preview.png"""
+  cathtrack synth --out data/real --n 2000 --preset real --backgrounds data/angiograms/training
+  cathtrack synth --preview docs/synth_preview.png
+  cathtrack synth --preview real.png --preset real --reference data/angiograms/training"""
 
 _SINGLE, _SEQUENCE = 0, 1  # seed streams: single frames and sequences never share a seed
 _PREVIEW_SCENES = 3  # scenes per preset in the preview grid
+_COMPARISON_SCENES = 6  # synthetic frames beside the reference images
+_COMPARISON_REFERENCES = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--size", type=int, default=256, help="image side in pixels (default 256)")
     parser.add_argument(
-        "--preset", default="clinical", help="easy | clinical | hard (default clinical)"
+        "--preset", default="clinical", help="easy | clinical | hard | real (default clinical)"
     )
     parser.add_argument("--seed", type=int, default=0, help="dataset seed, >= 0 (default 0)")
     parser.add_argument(
@@ -46,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, help="worker processes (default: all cores)")
     parser.add_argument(
         "--preview", type=Path, help="also write a PNG grid of each preset with labels drawn"
+    )
+    parser.add_argument(
+        "--reference",
+        type=Path,
+        help="with --preview: show 6 frames of --preset beside 3 real images of this folder "
+        "(e.g. data/angiograms/training) instead of the grid of presets",
     )
     parser.add_argument(
         "--overwrite", action="store_true", help="replace a dataset already in --out"
@@ -95,6 +105,8 @@ def _validate(args: argparse.Namespace):
         raise CliError(f"--workers must be >= 1, got {args.workers}")
     if args.backgrounds is not None and not args.backgrounds.is_dir():
         raise CliError(f"--backgrounds: {args.backgrounds} is not a folder")
+    if args.reference is not None and (args.preview is None or not args.reference.is_dir()):
+        raise CliError(f"--reference: {args.reference} is not a folder (or no --preview)")
     if args.out is not None and args.out.exists():
         if not args.out.is_dir():
             raise CliError(f"--out: {args.out} exists and is not a folder")
@@ -190,12 +202,46 @@ def write_preview(path: Path, size: int, seed: int, background_dir: str | None =
         raise OSError(f"could not write {path}")
 
 
+def write_comparison(path: Path, config, seed: int, reference_dir: Path) -> None:
+    """Frames of ``config`` (two rows of three) above real images of ``reference_dir``, labelled;
+    grey PNG, every tile ``config.size`` square."""
+    import cv2
+    import numpy as np
+
+    from cathtrack.data.synth import render
+    from cathtrack.data.synth.backgrounds import load_backgrounds
+
+    size = config.size
+
+    def tile(image: np.ndarray, label: str) -> np.ndarray:
+        pixels = cv2.resize((np.clip(image, 0, 1) * 255).astype(np.uint8), (size, size))
+        cv2.rectangle(pixels, (0, size - 16), (size, size), 0, -1)
+        cv2.putText(pixels, label, (4, size - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.4, 255, 1)
+        return pixels
+
+    synthetic = [
+        tile(render(config, derive_seed(seed, _SINGLE, k)).image, f"synthetic #{k}")
+        for k in range(_COMPARISON_SCENES)
+    ]
+    images = load_backgrounds(str(reference_dir))
+    picks = np.linspace(0, len(images) - 1, _COMPARISON_REFERENCES).astype(int)
+    real = [tile(images[i], f"real: {reference_dir.name} #{i}") for i in picks]
+    rows = [np.hstack(synthetic[k : k + 3]) for k in range(0, len(synthetic), 3)]
+    grid = np.vstack([*rows, np.hstack(real)])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), grid, [cv2.IMWRITE_PNG_COMPRESSION, 9]):
+        raise OSError(f"could not write {path}")
+
+
 def run(args: argparse.Namespace) -> int:
     config = _validate(args)
     if args.out is not None:
         _write_dataset(args, config)
         print(f"wrote {args.n + args.sequences * args.frames} frames to {args.out}")
-    if args.preview is not None:
+    if args.preview is not None and args.reference is not None:
+        write_comparison(args.preview, config, args.seed, args.reference)
+        print(f"wrote preview {args.preview}")
+    elif args.preview is not None:
         write_preview(args.preview, args.size, args.seed, config.background_dir)
         print(f"wrote preview {args.preview}")
     return 0

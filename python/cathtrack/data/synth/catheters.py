@@ -3,6 +3,9 @@
 Each builder returns the device's axis as control points running proximal -> distal through
 the landmarks a clinician would steer it along; :func:`build_catheter` smooths, orders it distal
 first and places the electrodes of a catalogue variant (:data:`cathtrack.catheters.CATALOGUE`).
+Catheters without electrodes (guiding and diagnostic catheters, long sheaths) are hollow tubes
+(a braided wall around a lumen); a sheath carries a radiopaque tip marker, which is not an
+electrode and is never labelled.
 """
 
 from __future__ import annotations
@@ -107,7 +110,7 @@ def _quadripolar(rng: np.random.Generator, lm: Landmarks) -> list[np.ndarray]:
 
 
 def _pacing_lead(rng: np.random.Generator, lm: Landmarks) -> list[np.ndarray]:
-    """From the pocket under the left clavicle down the SVC to the RV apex or RA appendage."""
+    """From the left subclavian vein entry down the SVC to the RV apex or RA appendage."""
     path = [lm["subclavian"], lm["innominate"], lm["svc"], lm["ra"] + rng.normal(0.0, 8.0, 3)]
     if rng.random() < 0.7:
         return [*path, lm["tricuspid"], lm["rv_apex"]]
@@ -115,12 +118,100 @@ def _pacing_lead(rng: np.random.Generator, lm: Landmarks) -> list[np.ndarray]:
     return [*path, lm["ra"] * 0.5 + lm["raa"] * 0.5 + np.array([0.0, 20.0, 0.0]), lm["raa"]]
 
 
+def _aortic_route(rng: np.random.Generator, lm: Landmarks) -> list[np.ndarray]:
+    """Femoral artery up the descending aorta and over the arch (70%), or radial / brachial
+    through the right subclavian artery; both end in the ascending aorta."""
+    if rng.random() < 0.7:
+        return [
+            lm["descending_aorta_low"],
+            lm["descending_aorta"],
+            lm["aortic_arch"],
+            lm["ascending_aorta"],
+        ]
+    return [lm["right_subclavian_artery"], lm["brachiocephalic"], lm["ascending_aorta"]]
+
+
+def _engaged(rng: np.random.Generator, lm: Landmarks) -> list[np.ndarray]:
+    """Judkins / extra-backup shape: the secondary curve rests on the aortic wall opposite the
+    coronary ostium, the tip sits a few mm inside the artery."""
+    root, ostium = lm["aortic_root"], lm["coronary_ostium"]
+    outward = _unit(ostium - root)
+    backup = root - outward * rng.uniform(8.0, 14.0) + rng.normal(0.0, 3.0, 3)
+    above = 0.5 * (lm["ascending_aorta"] + backup) + rng.normal(0.0, 4.0, 3)
+    return [
+        *_aortic_route(rng, lm),
+        above,
+        backup,
+        ostium,
+        ostium + outward * rng.uniform(2.0, 6.0),
+    ]
+
+
+def _guiding(rng: np.random.Generator, lm: Landmarks) -> list[np.ndarray]:
+    """Guiding catheter seated in the coronary ostium of the scene (left or right)."""
+    return _engaged(rng, lm)
+
+
+def _pigtail(rng: np.random.Generator, end: np.ndarray, direction: np.ndarray) -> list[np.ndarray]:
+    """A pigtail: a tight 1.2-turn curl of 4-6 mm radius at the end of a straight approach."""
+    radius = rng.uniform(4.0, 6.0)
+    side = _unit(np.cross(direction, _random_unit(rng)))
+    angles = np.linspace(0.0, 2.4 * np.pi, 16)[1:]
+    curl = circle_arc(
+        end + side * radius, -side, direction, radius * np.linspace(1.0, 0.7, 15), angles
+    )
+    return [end, *curl]
+
+
+def _diagnostic(rng: np.random.Generator, lm: Landmarks) -> list[np.ndarray]:
+    """Diagnostic catheter: engaged in the coronary ostium (50%), a pigtail in the left
+    ventricle across the aortic valve (30%) or in the aortic root for an aortogram."""
+    site = rng.choice(["ostium", "ventricle", "root"], p=[0.5, 0.3, 0.2])
+    if site == "ostium":
+        return _engaged(rng, lm)
+    route = _aortic_route(rng, lm)
+    if site == "ventricle":
+        end = lm["lv_cavity"] + rng.normal(0.0, 5.0, 3)
+        return [*route, lm["aortic_root"], *_pigtail(rng, end, _unit(end - lm["aortic_root"]))]
+    end = lm["aortic_root"] + rng.normal(0.0, 3.0, 3)
+    return [*route, *_pigtail(rng, end, _unit(end - lm["ascending_aorta"]))]
+
+
+def _long_sheath(rng: np.random.Generator, lm: Landmarks) -> list[np.ndarray]:
+    """Femoral venous sheath: across the septum with its tip in the left atrium (75%, a
+    transseptal or cryoballoon sheath) or parked in the right atrium."""
+    if rng.random() < 0.25:
+        return [
+            *_femoral_route(lm),
+            lm["ra_floor"] * 0.5 + lm["ra"] * 0.5 + rng.normal(0.0, 5.0, 3),
+        ]
+    target = lm[PULMONARY_VEINS[rng.integers(4)]] * 0.5 + lm["la"] * 0.5
+    direction = _unit(target - lm["fossa"] + rng.normal(0.0, 6.0, 3))
+    return [
+        *_femoral_route(lm),
+        lm["fossa"] - np.array([12.0, -5.0, 0.0]),
+        lm["fossa"],
+        lm["fossa"] + direction * rng.uniform(8.0, 25.0),
+    ]
+
+
 _ROUTES: dict[str, Callable[..., list[np.ndarray]]] = {
     "cs_decapolar": _coronary_sinus,
     "ablation": _ablation,
     "quadripolar": _quadripolar,
     "pacing_lead": _pacing_lead,
+    "guiding_catheter": _guiding,
+    "diagnostic_catheter": _diagnostic,
+    "long_sheath": _long_sheath,
 }
+
+# Devices without electrodes are hollow: lumen diameter as a fraction of the outer one.
+_LUMEN_FRACTION = {
+    "guiding_catheter": (0.8, 0.88),
+    "diagnostic_catheter": (0.65, 0.75),
+    "long_sheath": (0.78, 0.86),
+}
+_SHEATH_MARKER_MM = (1.5, 2.5)  # radiopaque band at the sheath tip
 
 
 def build_catheter(
@@ -131,6 +222,7 @@ def build_catheter(
     shaft_mu: float,
     lead_shaft_mu: float,
     electrode_mu: float,
+    wall_mu: tuple[float, float] = (0.4, 0.8),
 ) -> Tube:
     """One target device of a random catalogue variant of ``device_type``.
 
@@ -140,6 +232,8 @@ def build_catheter(
         lm: landmarks of the scene (:func:`.landmarks.sample_landmarks`).
         step_mm: arc-length sampling step of the axis.
         shaft_mu, lead_shaft_mu, electrode_mu: attenuations (1/mm), see ``SynthConfig``.
+        wall_mu: range of the wall attenuation of hollow devices without electrodes (1/mm),
+            drawn only for them.
     """
     variants = variants_of(device_type)
     variant = variants[rng.integers(len(variants))]
@@ -148,6 +242,20 @@ def build_catheter(
     else:
         control = _ROUTES[device_type](rng, lm)
     axis = smooth_curve(np.asarray(control[::-1]), step_mm)  # distal tip first
+    if variant.n_electrodes == 0:
+        radius = 0.5 * variant.shaft_diameter_mm
+        marker = rng.uniform(*_SHEATH_MARKER_MM) if device_type == "long_sheath" else 0.0
+        return Tube(
+            kind=device_type,
+            points_mm=axis,
+            step_mm=step_mm,
+            radius_mm=radius,
+            shaft_mu=rng.uniform(*wall_mu),
+            bands_mm=np.array([[0.5, 0.5 + marker]]) if marker else np.zeros((0, 2)),
+            band_mu=electrode_mu,
+            inner_radius_mm=radius * rng.uniform(*_LUMEN_FRACTION[device_type]),
+            bands_are_electrodes=False,
+        )
     centres = np.asarray(variant.electrode_centres_mm)
     half = 0.5 * np.asarray(variant.electrode_lengths_mm)
     return Tube(

@@ -65,6 +65,9 @@ class SynthConfig:
     """Attenuation of a pacing lead body (metal coil conductor), 1/mm."""
     electrode_mu: Range = (1.6, 2.6)
     """Effective attenuation of a platinum electrode seen as a solid cylinder, 1/mm."""
+    wall_mu: Range = (0.4, 0.8)
+    """Attenuation of the braided wall of hollow devices without electrodes (guiding and
+    diagnostic catheters, long sheaths), 1/mm."""
 
     # --- distractors (never labelled) ---------------------------------------------------
     ecg_snaps: CountRange = (0, 3)
@@ -77,6 +80,26 @@ class SynthConfig:
     """Number of 0.9 mm (0.035") guidewires."""
     temperature_probe_probability: float = 0.2
     """Probability of an oesophageal temperature probe (tube with metal sensor bands)."""
+
+    # --- hard negatives (never labelled; drawn from their own seed streams) -------------
+    coronary_probability: float = 0.0
+    """Probability of a contrast-filled coronary artery tree (left 60%, right 40%), as in an
+    angiography run: it fills from the ostium over time, then washes out."""
+    venogram_probability: float = 0.0
+    """Probability of a coronary sinus venogram (CS, great cardiac vein and tributaries)."""
+    contrast_mu: Range = (0.03, 0.3)
+    """Attenuation of a fully opacified vessel lumen, 1/mm (faint to dark)."""
+    coronary_wire_probability: float = 0.0
+    """Probability of a 0.014" coronary guidewire (dense 30 mm tip) down a coronary artery."""
+    pacemaker_probability: float = 0.0
+    """Probability of a pacemaker (70%) or ICD can in the upper chest with its leads' pocket
+    loops."""
+    valve_ring_probability: float = 0.0
+    """Probability of prosthetic valve rings (mitral, aortic and/or tricuspid)."""
+    surgical_clips: CountRange = (0, 0)
+    """Number of haemostatic clips along the internal mammary artery bed (bypass patients)."""
+    tee_probe_probability: float = 0.0
+    """Probability of a transoesophageal echo probe (thick shaft, dense rectangular head)."""
 
     # --- anatomy ------------------------------------------------------------------------
     anatomy_contrast: Range = (0.8, 1.25)
@@ -91,6 +114,9 @@ class SynthConfig:
     # --- image formation ----------------------------------------------------------------
     photons_per_pixel: Range = (150.0, 700.0)
     """Detected X-ray quanta per pixel at the median anatomy (the dose; 256 px reference)."""
+    dose_log_uniform: bool = False
+    """Draw ``photons_per_pixel`` log-uniformly (for ranges spanning decades) instead of
+    uniformly."""
     electronic_noise: Range = (1.0, 4.0)
     """Std of the additive detector read-out noise, in quanta."""
     psf_sigma_mm: Range = (0.35, 0.7)
@@ -105,6 +131,16 @@ class SynthConfig:
     """How far each shutter blade enters the field, fraction of the image size."""
     edge_enhancement: Range = (0.0, 0.6)
     """Unsharp-mask gain of the display processing."""
+    clip_overshoot: float | None = None
+    """Clip the windowed signal to this fraction beyond the window before edge enhancement, as
+    vendor pipelines do (dark shutter areas stay smooth instead of sharpened speckle); None:
+    no clipping."""
+    edge_radius_mm: Range | None = None
+    """Gaussian sigma of the unsharp mask, mm; None: twice the detector blur plus a pixel."""
+    s_curve_probability: float = 0.0
+    """Probability of an S-shaped (sigmoid) display LUT on top of the gamma."""
+    s_curve_slope: Range = (3.0, 8.0)
+    """Steepness of that sigmoid over the display range."""
     display_gamma: Range = (0.8, 1.3)
     """Exponent of the display LUT applied after window/level."""
     window_percentiles: Range = (1.0, 99.0)
@@ -112,8 +148,29 @@ class SynthConfig:
     window_headroom: Range = (0.2, 0.6)
     """Window extension below its low percentile, as a fraction of the window, so that devices
     are dark grey rather than clipped to black."""
+    window_top_headroom: Range = (0.0, 0.0)
+    """Window extension above its high percentile (fraction of the window): greyer, darker
+    backgrounds as some vendors display them."""
     detector_bits: int = 12
     """Bit depth of the detector's digitiser."""
+    recursive_filter_probability: float = 0.0
+    """Probability of recursive temporal noise filtering (per sequence: frames lag behind
+    motion; a single frame gets the filter's steady-state noise)."""
+    recursive_filter_weight: Range = (0.25, 0.6)
+    """Weight of the new frame in that filter (0.25 averages about 7 frames)."""
+
+    # --- export (after the display; per sequence) -----------------------------------------
+    invert_probability: float = 0.0
+    """Probability that the export inverts the polarity (metal bright, field border white)."""
+    overlay_probability: float = 0.0
+    """Probability of burned-in text (angles, dose, dates, ids, frame counter), a ruler and
+    markers; never labelled."""
+    export_8bit_probability: float = 0.0
+    """Probability of 8-bit quantisation of the displayed frame."""
+    jpeg_probability: float = 0.0
+    """Probability of JPEG compression (implies 8 bits)."""
+    jpeg_quality: CountRange = (30, 95)
+    """JPEG quality range, drawn once per sequence."""
 
     # --- motion (sequences) -------------------------------------------------------------
     fps: float = 15.0
@@ -138,11 +195,11 @@ class SynthConfig:
         if unknown:
             raise ValueError(f"device_probability: unknown device types {sorted(unknown)}")
         probabilities = {
-            "ecg_wire_probability": self.ecg_wire_probability,
-            "temperature_probe_probability": self.temperature_probe_probability,
-            "background_probability": self.background_probability,
-            "intensifier_probability": self.intensifier_probability,
-            "collimation_probability": self.collimation_probability,
+            **{
+                f.name: getattr(self, f.name)
+                for f in dataclasses.fields(self)
+                if f.name.endswith("_probability") and f.name != "device_probability"
+            },
             **{f"device_probability[{k}]": v for k, v in self.device_probability.items()},
         }
         for name, p in probabilities.items():
@@ -150,6 +207,12 @@ class SynthConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {p}")
         if self.fps <= 0:
             raise ValueError(f"fps must be positive, got {self.fps}")
+        if self.dose_log_uniform and self.photons_per_pixel[0] <= 0:
+            raise ValueError("photons_per_pixel must be > 0 for dose_log_uniform")
+        if not 1 <= self.jpeg_quality[0] <= self.jpeg_quality[1] <= 100:
+            raise ValueError(f"jpeg_quality must be within [1, 100], got {self.jpeg_quality}")
+        if not 0.0 < self.recursive_filter_weight[0] <= self.recursive_filter_weight[1] <= 1.0:
+            raise ValueError("recursive_filter_weight must be within (0, 1]")
 
     @property
     def pixel_scale(self) -> float:
@@ -205,11 +268,59 @@ PRESETS: dict[str, SynthConfig] = {
         collimation_probability=0.8,
         collimation_depth=(0.1, 0.3),
     ),
+    # Everything real X-ray systems and exports vary, and the hard negatives of other
+    # procedures: for models that must work on frames that are not from this engine.
+    "real": SynthConfig(
+        field_of_view_mm=(77.0, 256.0),  # 0.3-1.0 mm per pixel at 256 px (magnification modes)
+        lao_deg=(-45.0, 60.0),
+        cranial_deg=(-30.0, 30.0),
+        device_probability={
+            "cs_decapolar": 0.6,
+            "ablation": 0.5,
+            "circular_mapping": 0.3,
+            "quadripolar": 0.3,
+            "pacing_lead": 0.2,
+            "guiding_catheter": 0.3,
+            "diagnostic_catheter": 0.15,
+            "long_sheath": 0.3,
+        },
+        min_devices=0,
+        ecg_snaps=(0, 4),
+        sternal_wires=(0, 2),
+        guidewires=(0, 1),
+        temperature_probe_probability=0.15,
+        coronary_probability=0.4,
+        venogram_probability=0.1,
+        coronary_wire_probability=0.15,
+        pacemaker_probability=0.15,
+        valve_ring_probability=0.1,
+        surgical_clips=(0, 3),
+        tee_probe_probability=0.1,
+        anatomy_contrast=(0.7, 1.5),
+        background_probability=0.5,
+        photons_per_pixel=(40.0, 3000.0),
+        dose_log_uniform=True,
+        electronic_noise=(0.5, 3.0),
+        psf_sigma_mm=(0.3, 1.2),
+        intensifier_probability=0.4,
+        collimation_probability=0.4,
+        edge_enhancement=(0.0, 1.5),
+        window_top_headroom=(0.1, 1.0),
+        clip_overshoot=0.25,
+        edge_radius_mm=(0.8, 6.0),
+        s_curve_probability=0.4,
+        display_gamma=(0.6, 1.6),
+        recursive_filter_probability=0.5,
+        invert_probability=0.1,
+        overlay_probability=0.5,
+        export_8bit_probability=0.7,
+        jpeg_probability=0.5,
+    ),
 }
 
 
 def preset(name: str, **overrides) -> SynthConfig:
-    """A named preset (``"easy"``, ``"clinical"``, ``"hard"``) with fields replaced.
+    """A named preset (``"easy"``, ``"clinical"``, ``"hard"``, ``"real"``) with fields replaced.
 
     Raises ``ValueError`` for an unknown preset name or field name, or an invalid value.
     """

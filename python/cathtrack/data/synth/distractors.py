@@ -1,4 +1,5 @@
-"""Unlabelled look-alikes: ECG snaps and leads, sternal wires, guidewires, temperature probes.
+"""Unlabelled look-alikes: ECG snaps and leads, sternal wires, guidewires, temperature and TEE
+probes.
 
 They are rendered like the targets but never enter the mask or the electrode labels, as in the
 paper's data where a clinician removed everything outside the heart.
@@ -132,3 +133,49 @@ def temperature_probe(rng: np.random.Generator, step_mm: float, band_mu: float) 
         cardiac_weight=0.3,
         respiratory_weight=0.8,
     )
+
+
+def tee_probe(rng: np.random.Generator, step_mm: float) -> list[Tube]:
+    """Transoesophageal echo probe behind the heart: a thick flexible shaft with two steering
+    cables and a dense rectangular head whose transducer array is denser still."""
+    x, z = OESOPHAGUS_XZ_MM
+    tip_y = rng.uniform(-20.0, 50.0)
+    ys = np.linspace(tip_y, -300.0, 7)
+    control = np.column_stack([x + rng.normal(0.0, 5.0, 7), ys, z + rng.normal(0.0, 4.0, 7)])
+    axis = smooth_curve(control, step_mm)
+    head_length = rng.uniform(35.0, 45.0)
+    split = int(head_length / step_mm)
+    common = dict(target=False, cardiac_weight=0.2, respiratory_weight=0.8)
+    head = Tube(
+        kind="tee_probe",
+        points_mm=axis[: split + 1],
+        step_mm=step_mm,
+        radius_mm=rng.uniform(6.0, 7.5),
+        shaft_mu=rng.uniform(0.12, 0.2),
+        bands_mm=np.array([[rng.uniform(3.0, 8.0), rng.uniform(18.0, 24.0)]]),
+        band_mu=rng.uniform(0.25, 0.4),
+        **common,
+    )
+    shaft = Tube(
+        kind="tee_probe",
+        points_mm=axis[split:],
+        step_mm=step_mm,
+        radius_mm=rng.uniform(4.5, 5.5),
+        shaft_mu=rng.uniform(0.05, 0.09),
+        **common,
+    )
+    tangent = np.gradient(axis[split:], axis=0)
+    side = np.cross(tangent, [0.0, 0.0, 1.0])
+    side /= np.linalg.norm(side, axis=1, keepdims=True)
+    cables = [
+        Tube(
+            kind="tee_probe",
+            points_mm=axis[split:] + sign * rng.uniform(1.5, 2.5) * side,
+            step_mm=step_mm,
+            radius_mm=0.3,
+            shaft_mu=STEEL_MU,
+            **common,
+        )
+        for sign in (-1.0, 1.0)
+    ]
+    return [head, shaft, *cables]

@@ -3,8 +3,9 @@
 I = I0 exp(-sum mu l) shaped by the image-intensifier vignetting, collimator shutters and the
 round intensifier field; Poisson quantum noise (Gaussian approximation: counts are >> 10 in
 the field), detector blur (it spreads the quanta, so the noise is correlated like a real
-scintillator's), electronic noise, digitisation, then the display chain: log, window/level
-from the in-field histogram, unsharp masking and a gamma LUT.
+scintillator's), electronic noise, optionally a recursive temporal filter (sequences lag
+behind motion), digitisation, then the display chain: log, window/level from the in-field
+histogram, unsharp masking of random radius and a gamma (optionally S-shaped) LUT.
 """
 
 from __future__ import annotations
@@ -39,6 +40,12 @@ class Imaging:
         transmission: (H, W) float32 relative beam intensity: vignetting x shutters x field.
         in_field: (H, W) bool pixels that show the patient (not shuttered, inside the circle).
         exposed: (H, W) bool pixels inside the intensifier circle (shutters included).
+        edge_sigma_px: unsharp-mask blur, pixels; None: ``2 psf_sigma_px + 1``.
+        lut: display LUT on ``_LUT_LEVELS + 1`` steps of the window; None: the gamma curve.
+        recursive_weight: weight of the new frame in the recursive filter (1 = off).
+        window_top: extension of the window above its high percentile (fraction of it).
+        clip_overshoot: the windowed signal is clipped to this much beyond [0, 1] before
+            edge enhancement; None: not clipped.
     """
 
     photons: float
@@ -52,6 +59,11 @@ class Imaging:
     transmission: np.ndarray
     in_field: np.ndarray
     exposed: np.ndarray
+    edge_sigma_px: float | None = None
+    lut: np.ndarray | None = None
+    recursive_weight: float = 1.0
+    clip_overshoot: float | None = None
+    window_top: float = 0.0
 
 
 def _edge_coverage(signed_distance: np.ndarray) -> np.ndarray:
@@ -59,8 +71,18 @@ def _edge_coverage(signed_distance: np.ndarray) -> np.ndarray:
     return np.clip(signed_distance + 0.5, 0.0, 1.0)
 
 
-def sample_imaging(rng: np.random.Generator, config: SynthConfig, pixel_mm: float) -> Imaging:
-    """Draw the detector, collimation and display settings of a scene."""
+def sample_imaging(
+    rng: np.random.Generator,
+    config: SynthConfig,
+    pixel_mm: float,
+    chain_rng: np.random.Generator | None = None,
+) -> Imaging:
+    """Draw the detector, collimation and display settings of a scene.
+
+    ``rng`` is the scene's generator; ``chain_rng`` (its own stream) draws the vendor
+    processing variety (unsharp radius, S-curve LUT, recursive filter, window top); None
+    keeps the plain chain of the older presets.
+    """
     size = config.size
     coords = np.arange(size, dtype=np.float32) - (size - 1) / 2.0
     x, y = coords[None, :], coords[:, None]  # broadcast to (size, size) on use
@@ -84,25 +106,52 @@ def sample_imaging(rng: np.random.Generator, config: SynthConfig, pixel_mm: floa
             open_fraction *= _edge_coverage(edge - (x * nx + y * ny))
     shutters = SHUTTER_TRANSMISSION + (1.0 - SHUTTER_TRANSMISSION) * open_fraction
 
-    photons = rng.uniform(*config.photons_per_pixel) / config.pixel_scale**2
+    if config.dose_log_uniform:
+        photons = np.exp(rng.uniform(*np.log(config.photons_per_pixel)))
+    else:
+        photons = rng.uniform(*config.photons_per_pixel)
+    photons /= config.pixel_scale**2
+    electronic_noise = rng.uniform(*config.electronic_noise) / config.pixel_scale
+    psf_sigma_px = rng.uniform(*config.psf_sigma_mm) / pixel_mm
+    edge_gain = rng.uniform(*config.edge_enhancement)
+    gamma = rng.uniform(*config.display_gamma)
+    edge_sigma_px, lut, recursive_weight, window_top = None, None, 1.0, 0.0
+    if chain_rng is not None:
+        if config.edge_radius_mm is not None:
+            edge_sigma_px = chain_rng.uniform(*config.edge_radius_mm) / pixel_mm
+        if chain_rng.random() < config.s_curve_probability:
+            slope, centre = chain_rng.uniform(*config.s_curve_slope), chain_rng.uniform(0.35, 0.65)
+            lut = _s_curve_lut(gamma, slope, centre)
+        if chain_rng.random() < config.recursive_filter_probability:
+            recursive_weight = chain_rng.uniform(*config.recursive_filter_weight)
+        window_top = chain_rng.uniform(*config.window_top_headroom)
     return Imaging(
         photons=photons,
-        electronic_noise=rng.uniform(*config.electronic_noise) / config.pixel_scale,
-        psf_sigma_px=rng.uniform(*config.psf_sigma_mm) / pixel_mm,
-        edge_gain=rng.uniform(*config.edge_enhancement),
-        gamma=rng.uniform(*config.display_gamma),
+        electronic_noise=electronic_noise,
+        psf_sigma_px=psf_sigma_px,
+        edge_gain=edge_gain,
+        gamma=gamma,
         window_percentiles=config.window_percentiles,
         window_headroom=rng.uniform(*config.window_headroom),
         bits=config.detector_bits,
         transmission=(transmission * exposed * shutters).astype(np.float32),
         in_field=(exposed > 0.5) & (open_fraction > 0.5),
         exposed=exposed > 0.5,
+        edge_sigma_px=edge_sigma_px,
+        lut=lut,
+        recursive_weight=recursive_weight,
+        clip_overshoot=config.clip_overshoot,
+        window_top=window_top,
     )
 
 
 def form_image(
-    line_integrals: np.ndarray, imaging: Imaging, rng: np.random.Generator, in_field: np.ndarray
-) -> np.ndarray:
+    line_integrals: np.ndarray,
+    imaging: Imaging,
+    rng: np.random.Generator,
+    in_field: np.ndarray,
+    previous: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Expose, detect and display one frame.
 
     Args:
@@ -110,14 +159,29 @@ def form_image(
         imaging: the scene's settings.
         rng: this frame's noise generator.
         in_field: (H, W) bool pixels whose histogram sets window/level.
+        previous: the recursive filter's output for the previous frame of the sequence (None
+            for the first frame: it starts from the filter's steady state on a still scene).
     Returns:
-        (H, W) float32 in [0, 1], display convention (dense = dark).
+        image: (H, W) float32 in [0, 1], display convention (dense = dark).
+        signal: (H, W) float32 detector signal after the recursive filter (the next
+            frame's ``previous``).
     """
     expected = cv2.exp(-line_integrals) * np.float32(imaging.photons) * imaging.transmission
     noise = _standard_normal(rng, (2, *expected.shape))
-    quanta = expected + cv2.sqrt(expected) * noise[0]
-    signal = cv2.GaussianBlur(quanta, (0, 0), imaging.psf_sigma_px)
-    signal += np.float32(imaging.electronic_noise) * noise[1]
+    weight = imaging.recursive_weight
+    if weight < 1.0 and previous is None:
+        # A settled filter on a still scene keeps the mean and weight / (2 - weight) of the
+        # noise variance.
+        calm = np.float32(np.sqrt(weight / (2.0 - weight)))
+        quanta = expected + calm * cv2.sqrt(expected) * noise[0]
+        signal = cv2.GaussianBlur(quanta, (0, 0), imaging.psf_sigma_px)
+        signal += calm * np.float32(imaging.electronic_noise) * noise[1]
+    else:
+        quanta = expected + cv2.sqrt(expected) * noise[0]
+        signal = cv2.GaussianBlur(quanta, (0, 0), imaging.psf_sigma_px)
+        signal += np.float32(imaging.electronic_noise) * noise[1]
+        if weight < 1.0:
+            signal = np.float32(weight) * signal + np.float32(1.0 - weight) * previous
     full_scale = 2**imaging.bits - 1
     digital = np.clip(
         signal * np.float32(full_scale / (_ADC_HEADROOM * imaging.photons)) + 0.5, 0, full_scale
@@ -127,16 +191,24 @@ def form_image(
     if field_values.size == 0:
         field_values = log_signal.ravel()
     low, high = np.percentile(field_values, imaging.window_percentiles)
+    if imaging.window_top > 0.0:
+        high += imaging.window_top * (high - low)
     low -= imaging.window_headroom * (high - low)
     display = (log_signal - np.float32(low)) * np.float32(1.0 / max(high - low, 1e-6))
+    if imaging.clip_overshoot is not None:
+        display = np.clip(display, -imaging.clip_overshoot, 1.0 + imaging.clip_overshoot)
     if imaging.edge_gain > 0.0:
-        smooth = cv2.GaussianBlur(display, (0, 0), 2.0 * imaging.psf_sigma_px + 1.0)
+        sigma = imaging.edge_sigma_px
+        smooth = cv2.GaussianBlur(
+            display, (0, 0), 2.0 * imaging.psf_sigma_px + 1.0 if sigma is None else sigma
+        )
         display += np.float32(imaging.edge_gain) * (display - smooth)
     # Display LUT (gamma) on 1/4096 steps of the window.
     levels = np.clip(display * _LUT_LEVELS + 0.5, 0, _LUT_LEVELS).astype(np.intp)
-    image = np.take(_gamma_lut(imaging.gamma), levels)
+    lut = _gamma_lut(imaging.gamma) if imaging.lut is None else imaging.lut
+    image = np.take(lut, levels)
     image[~imaging.exposed] = 0.0
-    return image
+    return image, signal
 
 
 def _standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
@@ -163,3 +235,10 @@ def _log_lut(bits: int) -> np.ndarray:
 
 def _gamma_lut(gamma: float) -> np.ndarray:
     return (np.linspace(0.0, 1.0, _LUT_LEVELS + 1, dtype=np.float64) ** gamma).astype(np.float32)
+
+
+def _s_curve_lut(gamma: float, slope: float, centre: float) -> np.ndarray:
+    """Gamma followed by a sigmoid of ``slope`` about ``centre``, rescaled to [0, 1]."""
+    x = np.linspace(0.0, 1.0, _LUT_LEVELS + 1, dtype=np.float64) ** gamma
+    y = 1.0 / (1.0 + np.exp(-slope * (x - centre)))
+    return ((y - y[0]) / (y[-1] - y[0])).astype(np.float32)

@@ -22,7 +22,7 @@ NOMINAL_MM: dict[str, tuple[float, float, float]] = {
     "svc": (-30.0, -75.0, -20.0),
     "svc_high": (-32.0, -240.0, -22.0),  # jugular / subclavian route, far above the field
     "innominate": (20.0, -120.0, 5.0),
-    "subclavian": (95.0, -165.0, 35.0),  # pacemaker pocket under the left clavicle
+    "subclavian": (95.0, -165.0, 35.0),  # lead entry into the left subclavian vein
     "fossa": (-8.0, 5.0, -28.0),  # transseptal puncture site
     "la": (18.0, -8.0, -45.0),
     "lspv": (48.0, -28.0, -55.0),

@@ -9,16 +9,13 @@ from cathtrack.data.sample import CatheterLabel, Sample
 
 from .anatomy import render_anatomy
 from .config import SynthConfig
+from .export import apply_export
 from .imaging import form_image
-from .objects import Tube
-from .raster import footprint, splat_disc_filtered
+from .objects import Plate, Tube, Vessel
+from .raster import fill_polygon, footprint, splat_disc_filtered, splat_tapered
 from .scene import Scene, sample_scene
 
 _BACKGROUND_BREATHING = 0.5  # fraction of the heart's breathing motion applied to a real image
-
-
-def _scene_rng(seed: int) -> np.random.Generator:
-    return np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0])))
 
 
 def _frame_rng(seed: int, frame: int) -> np.random.Generator:
@@ -85,7 +82,11 @@ class _Frame:
         uv, px_per_mm = self.scene.view.project(points)
         scale = float(px_per_mm.mean())
         radius_px = tube.radius_mm * scale
-        splat_disc_filtered(self.devices, uv, _tube_weights(tube, len(uv)), radius_px)
+        inner_px = tube.inner_radius_mm * scale
+        splat_disc_filtered(self.devices, uv, _tube_weights(tube, len(uv)), radius_px, inner_px)
+        if tube.lumen_mu > 0.0 and inner_px > 0.0:
+            lumen = np.full(len(uv), tube.lumen_mu * tube.step_mm)
+            splat_disc_filtered(self.devices, uv, lumen, inner_px)
 
         # One centerline point per ~pixel, clipped to the longest stretch in view.
         stride = max(1, int(round(1.0 / (tube.step_mm * scale))))
@@ -100,7 +101,8 @@ class _Frame:
         if not tube.target:
             return
         footprint(self.mask, uv, radius_px)
-        self._add_electrodes(tube, uv, radius_px, catheter_id)
+        if tube.bands_are_electrodes:
+            self._add_electrodes(tube, uv, radius_px, catheter_id)
 
     def _add_electrodes(
         self, tube: Tube, uv: np.ndarray, radius_px: float, catheter_id: int
@@ -132,6 +134,22 @@ class _Frame:
                 self.devices, uv, np.array([disc.line_integral]), disc.radius_mm * px_per_mm[0]
             )
 
+    def add_vessel(self, vessel: Vessel) -> None:
+        """Contrast in the lumen: line integrals only, never a label."""
+        points = self.scene.motion.displace(
+            vessel.points_mm, self.t, vessel.cardiac_weight, vessel.respiratory_weight
+        )
+        uv, px_per_mm = self.scene.view.project(points)
+        weights = vessel.mu * vessel.step_mm * vessel.opacity(self.t)
+        splat_tapered(self.devices, uv, weights, vessel.radius_mm * px_per_mm)
+
+    def add_plate(self, plate: Plate) -> None:
+        outline = self.scene.motion.displace(
+            plate.outline_mm, self.t, plate.cardiac_weight, plate.respiratory_weight
+        )
+        uv, _ = self.scene.view.project(outline)
+        fill_polygon(self.devices, uv, plate.line_integral)
+
     def anatomy(self) -> np.ndarray:
         scene = self.scene
         if scene.anatomy is not None:
@@ -147,12 +165,28 @@ class _Frame:
         )
 
 
-def render_frame(scene: Scene, t: float, noise_rng: np.random.Generator, name: str) -> Sample:
-    """Render the scene at time ``t`` s with this frame's noise generator."""
+def render_frame(
+    scene: Scene,
+    t: float,
+    noise_rng: np.random.Generator,
+    name: str,
+    index: int = 0,
+    previous: np.ndarray | None = None,
+) -> tuple[Sample, np.ndarray]:
+    """Render the scene at time ``t`` s with this frame's noise generator.
+
+    ``index`` is the frame's position in its sequence (for burned-in counters) and
+    ``previous`` the detector signal of the frame before (recursive filter). Returns the
+    sample and this frame's detector signal.
+    """
     frame = _Frame(scene, t)
     for tube in scene.tubes:
         frame.add_tube(tube)
     frame.add_discs()
+    for vessel in scene.vessels:
+        frame.add_vessel(vessel)
+    for plate in scene.plates:
+        frame.add_plate(plate)
     anatomy = frame.anatomy()
     # The automatic brightness control sets the dose on the patient, not on the devices.
     reference = (
@@ -162,10 +196,14 @@ def render_frame(scene: Scene, t: float, noise_rng: np.random.Generator, name: s
     )
     line_integrals = anatomy - reference + frame.devices
     opaque_extra = np.where(scene.opaque, 6.0, 0.0).astype(np.float32)
-    image = form_image(line_integrals + opaque_extra, scene.imaging, noise_rng, frame.in_view)
+    image, signal = form_image(
+        line_integrals + opaque_extra, scene.imaging, noise_rng, frame.in_view, previous
+    )
+    if scene.export is not None:
+        image = apply_export(image, scene.export, index)
     mask = frame.mask * frame.in_view
     n = len(frame.electrodes)
-    return Sample(
+    sample = Sample(
         image=image,
         mask=mask.astype(np.uint8),
         electrodes=np.asarray(frame.electrodes, np.float32).reshape(n, 2),
@@ -177,20 +215,26 @@ def render_frame(scene: Scene, t: float, noise_rng: np.random.Generator, name: s
         name=name,
         pixel_spacing_mm=float(scene.view.pixel_mm),
     )
+    return sample, signal
 
 
 def render_sequence(config: SynthConfig, seed: int, n_frames: int) -> list[Sample]:
     """``n_frames`` frames of one scene moving with the heart and breathing at ``config.fps``.
 
-    Fully determined by ``(config, seed)``; frame 0 equals ``render(config, seed)``.
+    Fully determined by ``(config, seed)``; frame 0 equals ``render(config, seed)``. Scene,
+    C-arm, processing and export settings hold for the whole sequence; quantum noise is new
+    in every frame and the recursive filter (when on) carries the previous frames along.
     """
     if n_frames < 1:
         raise ValueError(f"n_frames must be >= 1, got {n_frames}")
-    scene = sample_scene(config, _scene_rng(seed))
-    return [
-        render_frame(scene, k / config.fps, _frame_rng(seed, k), f"synth-{seed}-{k:04d}")
-        for k in range(n_frames)
-    ]
+    scene = sample_scene(config, seed)
+    samples, signal = [], None
+    for k in range(n_frames):
+        sample, signal = render_frame(
+            scene, k / config.fps, _frame_rng(seed, k), f"synth-{seed}-{k:04d}", k, signal
+        )
+        samples.append(sample)
+    return samples
 
 
 def render(config: SynthConfig, seed: int) -> Sample:

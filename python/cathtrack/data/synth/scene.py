@@ -1,12 +1,14 @@
 """One random scene: view, patient, devices, distractors, motion and imaging settings.
 
-Everything random about a scene is drawn here, once, from the scene's generator; rendering a
-frame of it at time t only needs the frame's noise generator.
+Everything random about a scene is drawn here, once; rendering a frame of it at time t only
+needs the frame's noise generator. The original scene content comes from the scene stream
+``SeedSequence([seed, 0])``; each hard negative and the vendor chain have their own stream
+``SeedSequence([seed, 2, k])`` (k in :data:`STREAMS`), so switching one on changes nothing else.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -14,14 +16,22 @@ from .anatomy import Anatomy, sample_anatomy
 from .backgrounds import background_layer, load_backgrounds
 from .catheters import build_catheter
 from .config import SynthConfig
-from .distractors import ecg_snap, guidewire, sternal_wires, temperature_probe
+from .distractors import STEEL_MU, ecg_snap, guidewire, sternal_wires, tee_probe, temperature_probe
+from .export import Export, sample_export
 from .geometry import CArmView
+from .heart import sample_heart
 from .imaging import Imaging, sample_imaging
+from .implants import generator, surgical_clips, valve_rings
 from .landmarks import sample_landmarks
 from .motion import Motion
-from .objects import Disc, Tube
+from .objects import Disc, Plate, Tube, Vessel
+from .vessels import coronary_tree, venogram
 
 _SAMPLES_PER_PIXEL = 2.0  # axis samples per pixel at the isocentre (footprint error < 0.03 px)
+STREAMS = (
+    "heart", "coronary", "venogram", "pacemaker", "valves", "clips", "tee", "chain", "export",
+)  # fmt: skip
+"""Names of the extra seed streams, in the order of their index k."""
 
 
 @dataclass
@@ -37,6 +47,9 @@ class Scene:
         discs: distractor discs.
         motion: the scene's cardiac and respiratory motion.
         imaging: detector and display settings.
+        vessels: contrast-filled trees (never labelled).
+        plates: flat dense shapes such as pacemaker cans (never labelled).
+        export: burned-in graphics, polarity, 8 bits, JPEG; None for none of them.
     """
 
     view: CArmView
@@ -47,6 +60,16 @@ class Scene:
     discs: list[Disc]
     motion: Motion
     imaging: Imaging
+    vessels: list[Vessel] = field(default_factory=list)
+    plates: list[Plate] = field(default_factory=list)
+    export: Export | None = None
+
+
+def stream(seed: int, name: str) -> np.random.Generator:
+    """The generator of one extra stream of scene ``seed`` (see :data:`STREAMS`)."""
+    return np.random.Generator(
+        np.random.PCG64(np.random.SeedSequence([seed, 2, STREAMS.index(name)]))
+    )
 
 
 def _pick_catheter_types(rng: np.random.Generator, config: SynthConfig) -> list[str]:
@@ -81,13 +104,112 @@ def _count(rng: np.random.Generator, bounds: tuple[int, int]) -> int:
     return int(rng.integers(bounds[0], bounds[1] + 1))
 
 
-def sample_scene(config: SynthConfig, rng: np.random.Generator) -> Scene:
-    """Draw a scene from ``config`` with the scene generator ``rng``."""
+def _drawn(seed: int, name: str, probability: float) -> np.random.Generator | None:
+    """The stream of object ``name`` if the scene has it, else None (no stream is made for
+    objects that are off: they cost nothing)."""
+    if probability <= 0.0:
+        return None
+    rng = stream(seed, name)
+    return rng if rng.random() < probability else None
+
+
+def _hard_negatives(
+    config: SynthConfig, seed: int, landmarks: dict, surface, step_mm: float, side: str
+) -> tuple[list[Tube], list[Vessel], list[Plate]]:
+    """Contrast trees, coronary wire, pacemaker, valve rings, clips and TEE probe."""
+    tubes: list[Tube] = []
+    vessels: list[Vessel] = []
+    plates: list[Plate] = []
+    if config.coronary_probability > 0.0 or config.coronary_wire_probability > 0.0:
+        rng = stream(seed, "coronary")
+        opacified = rng.random() < config.coronary_probability
+        wired = rng.random() < config.coronary_wire_probability
+        if opacified or wired:
+            mu = rng.uniform(*config.contrast_mu)
+            tree = coronary_tree(rng, surface, landmarks, step_mm, mu, side)
+            if opacified:
+                vessels.append(tree)
+            if wired:
+                tubes.append(_coronary_wire(rng, tree, step_mm))
+    if rng := _drawn(seed, "venogram", config.venogram_probability):
+        vessels.append(venogram(rng, surface, landmarks, step_mm, rng.uniform(*config.contrast_mu)))
+    if rng := _drawn(seed, "pacemaker", config.pacemaker_probability):
+        can, leads = generator(rng, landmarks, step_mm)
+        plates += can
+        tubes += leads
+    if rng := _drawn(seed, "valves", config.valve_ring_probability):
+        tubes += valve_rings(rng, landmarks, step_mm)
+    if config.surgical_clips[1] > 0:
+        rng = stream(seed, "clips")
+        tubes += surgical_clips(rng, _count(rng, config.surgical_clips), landmarks, step_mm)
+    if rng := _drawn(seed, "tee", config.tee_probe_probability):
+        tubes += tee_probe(rng, step_mm)
+    return tubes, vessels, plates
+
+
+def _uses_the_heart(config: SynthConfig) -> bool:
+    """Whether anything in the scene needs the heart surface, aorta and coronary ostia."""
+    return (
+        max(
+            config.coronary_probability,
+            config.coronary_wire_probability,
+            config.venogram_probability,
+            config.valve_ring_probability,
+            config.device_probability.get("guiding_catheter", 0.0),
+            config.device_probability.get("diagnostic_catheter", 0.0),
+        )
+        > 0.0
+    )
+
+
+def _uses_the_vendor_chain(config: SynthConfig) -> bool:
+    return (
+        config.edge_radius_mm is not None
+        or config.s_curve_probability > 0.0
+        or config.recursive_filter_probability > 0.0
+        or config.window_top_headroom[1] > 0.0
+    )
+
+
+def _exports(config: SynthConfig) -> bool:
+    return (
+        max(
+            config.invert_probability,
+            config.overlay_probability,
+            config.export_8bit_probability,
+            config.jpeg_probability,
+        )
+        > 0.0
+    )
+
+
+def _coronary_wire(rng: np.random.Generator, tree: Vessel, step_mm: float) -> Tube:
+    """A 0.014" wire from the ostium down the tree's main branch, its last 30 mm platinum."""
+    # The trunk and the first branch are the first samples whose arc length keeps growing.
+    arc = tree.arc_mm
+    end = int(np.argmax(np.diff(arc) < 0)) + 1 if (np.diff(arc) < 0).any() else len(arc)
+    path = tree.points_mm[:end][::-1]  # distal tip first
+    return Tube(
+        kind="coronary_guidewire",
+        points_mm=path,
+        step_mm=step_mm,
+        radius_mm=0.18,
+        shaft_mu=STEEL_MU,
+        bands_mm=np.array([[0.0, rng.uniform(25.0, 35.0)]]),
+        band_mu=3.5,
+        target=False,
+    )
+
+
+def sample_scene(config: SynthConfig, seed: int) -> Scene:
+    """Draw the scene of ``seed`` from ``config``."""
+    rng = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, 0])))
     size = config.size
     pixel_mm = rng.uniform(*config.field_of_view_mm) / size
+    lao, cranial = rng.uniform(*config.lao_deg), rng.uniform(*config.cranial_deg)
     view = CArmView.from_angles(
-        lao_deg=rng.uniform(*config.lao_deg),
-        cranial_deg=rng.uniform(*config.cranial_deg),
+        lao_deg=lao,
+        cranial_deg=cranial,
         isocentre_mm=np.append(rng.normal(0.0, config.table_shift_mm, 2), 0.0),
         source_isocentre_mm=rng.uniform(*config.source_isocentre_distance_mm),
         pixel_mm=pixel_mm,
@@ -95,6 +217,16 @@ def sample_scene(config: SynthConfig, rng: np.random.Generator) -> Scene:
     )
     step_mm = pixel_mm / _SAMPLES_PER_PIXEL
     landmarks = sample_landmarks(rng, config.landmark_jitter_mm)
+    surface, side = None, "left"
+    if _uses_the_heart(config):
+        heart_rng = stream(seed, "heart")
+        surface, arteries = sample_heart(heart_rng, landmarks)
+        side = "left" if heart_rng.random() < 0.6 else "right"
+        landmarks = {
+            **landmarks,
+            **arteries,
+            "coronary_ostium": arteries["lm_ostium" if side == "left" else "rca_ostium"],
+        }
 
     electrode_mu = rng.uniform(*config.electrode_mu)
     tubes = [
@@ -106,6 +238,7 @@ def sample_scene(config: SynthConfig, rng: np.random.Generator) -> Scene:
             shaft_mu=rng.uniform(*config.shaft_mu),
             lead_shaft_mu=rng.uniform(*config.lead_shaft_mu),
             electrode_mu=electrode_mu,
+            wall_mu=config.wall_mu,
         )
         for catheter_type in _pick_catheter_types(rng, config)
     ]
@@ -119,7 +252,12 @@ def sample_scene(config: SynthConfig, rng: np.random.Generator) -> Scene:
     tubes += [guidewire(rng, landmarks, step_mm) for _ in range(_count(rng, config.guidewires))]
     if rng.random() < config.temperature_probe_probability:
         tubes.append(temperature_probe(rng, step_mm, electrode_mu))
-    tubes = _trim_to_view(tubes, view)
+    negatives, vessels, plates = _hard_negatives(config, seed, landmarks, surface, step_mm, side)
+    for vessel in vessels:  # a coronary injection fills the guiding catheter's lumen too
+        for tube in tubes:
+            if vessel.kind == "coronary_artery" and tube.kind == "guiding_catheter":
+                tube.lumen_mu = vessel.mu
+    tubes = _trim_to_view(tubes + negatives, view)
 
     anatomy, background = None, None
     opaque = np.zeros((size, size), bool)
@@ -149,5 +287,12 @@ def sample_scene(config: SynthConfig, rng: np.random.Generator) -> Scene:
         tubes=tubes,
         discs=discs,
         motion=motion,
-        imaging=sample_imaging(rng, config, pixel_mm),
+        imaging=sample_imaging(
+            rng, config, pixel_mm, stream(seed, "chain") if _uses_the_vendor_chain(config) else None
+        ),
+        vessels=vessels,
+        plates=plates,
+        export=sample_export(stream(seed, "export"), config, lao, cranial, pixel_mm)
+        if _exports(config)
+        else None,
     )
