@@ -5,8 +5,10 @@ from __future__ import annotations
 import dataclasses
 import filecmp
 import inspect
+import shutil
 import json
 
+import cv2
 import numpy as np
 import pytest
 
@@ -146,6 +148,25 @@ def test_real_backgrounds(angiogram_dir):
     sample = render(config, 1)
     assert sample.mask.any() and 0.0 <= sample.image.min() and sample.image.max() <= 1.0
     np.testing.assert_array_equal(render(config, 1).image, sample.image)
+
+
+def test_background_exclude_list(tmp_path, angiogram_dir):
+    from cathtrack.data.synth.backgrounds import load_backgrounds
+
+    source = angiogram_dir / "training"
+    for name in ("2.png", "3.png", "2_gt.png"):
+        shutil.copy(source / name, tmp_path / name)
+    assert len(load_backgrounds(str(tmp_path))) == 2  # the mask is never a background
+    (tmp_path / "background_exclude.txt").write_text("# shows a catheter\n3.png  # reason\n\n")
+    load_backgrounds.cache_clear()
+    (kept,) = load_backgrounds(str(tmp_path))
+    expected = cv2.imread(str(source / "2.png"), cv2.IMREAD_GRAYSCALE) / 255.0
+    np.testing.assert_allclose(kept, expected, atol=1e-6)
+    # The vendored list names real files, and leaves most of the split in use.
+    listed = (source / "background_exclude.txt").read_text().split()
+    names = {word for word in listed if word.endswith(".png")}
+    assert names and all((source / name).is_file() for name in names)
+    assert len(load_backgrounds(str(source))) == 40 - len(names) >= 30
 
 
 @pytest.fixture

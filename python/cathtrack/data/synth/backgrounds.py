@@ -10,19 +10,34 @@ import numpy as np
 
 _IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp"}
 _OPAQUE_LEVEL = 8 / 255  # darker than this over an area = outside the field (shutter, II border)
+EXCLUDE_FILE = "background_exclude.txt"
+"""Optional list, inside a background folder, of images not to use (e.g. ones that show a catheter
+outside any label: as a background its pixels would be taught as "not catheter")."""
+
+
+def excluded_names(folder: Path) -> set[str]:
+    """File names listed in ``folder/background_exclude.txt`` (one per line, ``#`` comments)."""
+    path = folder / EXCLUDE_FILE
+    if not path.is_file():
+        return set()
+    names = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return {name for name in names if name}
 
 
 @functools.lru_cache(maxsize=4)
 def load_backgrounds(folder: str) -> tuple[np.ndarray, ...]:
     """All images of ``folder`` as (H, W) float32 in [0, 1], display convention.
 
-    Files named ``*_gt.*`` (ground-truth masks beside the angiograms) are skipped. Cached per
-    process: a dataset run reads the folder once.
+    Files named ``*_gt.*`` (ground-truth masks beside the angiograms) and files listed in
+    ``background_exclude.txt`` are skipped. Cached per process: a dataset run reads the folder once.
     """
+    excluded = excluded_names(Path(folder))
     paths = sorted(
         p
         for p in Path(folder).iterdir()
-        if p.suffix.lower() in _IMAGE_SUFFIXES and not p.stem.endswith("_gt")
+        if p.suffix.lower() in _IMAGE_SUFFIXES
+        and not p.stem.endswith("_gt")
+        and p.name not in excluded
     )
     images = []
     for path in paths:
