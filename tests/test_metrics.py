@@ -180,6 +180,20 @@ def test_type_accuracy_counts_each_target_catheter():
     assert result["type_accuracy_by_type"] == {"ablation": 0.0, "cs_decapolar": 1.0}
 
 
+def test_catheter_count_accuracy_counts_frames_with_the_right_number():
+    rng = np.random.default_rng(4)
+    samples = [make_sample(rng, f"f{i}") for i in range(4)]
+    predictions = [perfect(sample) for sample in samples]
+    first, second = predictions[1].catheters  # frame 1: one catheter split in two fragments
+    predictions[1].catheters = [first, (second[0], second[1][:2]), ("unknown", second[1][2:])]
+    predictions[2].catheters = [first]  # frame 2: a catheter missed
+    predictions[3].scores[predictions[3].catheters[1][1]] = 0.1  # frame 3: below the threshold
+    predictions[3].catheters.append(("unknown", np.zeros(0, np.int64)))  # no electrodes: ignored
+    result = evaluate(samples, predictions, score_threshold=0.3)
+    assert result["catheter_count_accuracy"] == pytest.approx(1 / 4)
+    assert evaluate(samples[:1], predictions[:1])["catheter_count_accuracy"] == 1.0
+
+
 def test_unavailable_tasks_are_left_out():
     rng = np.random.default_rng(3)
     labelled, unlabelled = make_sample(rng, "a"), make_sample(rng, "b")

@@ -401,7 +401,10 @@ def evaluate(
         dict with ``ap``, ``ap50`` (footprint boxes), ``point_ap``, ``point_ap_2px`` (OKS),
         ``box8_ap``, ``box8_ap50`` (fixed 8 px boxes), ``precision_2px``, ``recall_2px``,
         ``f1_2px``, ``mae_px``, ``mae_mm`` (NaN without pixel spacing), ``mean_j``, ``dice``,
-        ``type_accuracy``, ``type_accuracy_by_type`` and the counts behind them. An AP is NaN
+        ``type_accuracy``, ``type_accuracy_by_type``, ``catheter_count_accuracy`` (share of the
+        frames with detection labels whose number of predicted catheters holding at least one
+        electrode at or above ``score_threshold`` equals the number of labelled catheters with
+        electrodes) and the counts behind them. An AP is NaN
         without labelled electrodes and 0 without detections. (The ``_2px`` names of the
         distance metrics are the contract's; they hold the values at ``radius``.)
     """
@@ -417,6 +420,7 @@ def evaluate(
     errors_px, errors_mm = [], []
     type_hits: Counter = Counter()
     type_totals: Counter = Counter()
+    right_counts = 0
     for i in detection_frames:
         sample, prediction = samples[i], predictions[i]
         keep = prediction.scores >= score_threshold
@@ -431,6 +435,7 @@ def evaluate(
         if sample.pixel_spacing_mm:
             errors_mm += [d * sample.pixel_spacing_mm for _, _, d in pairs]
         _score_types(sample, prediction, kept_index, pairs, type_hits, type_totals)
+        right_counts += _catheter_count(prediction, keep) == len(set(sample.electrode_catheter))
 
     intersections_over_union, dices = [], []
     for sample, prediction in zip(samples, predictions, strict=True):
@@ -460,6 +465,7 @@ def evaluate(
         "dice": float(np.mean(dices)) if dices else float("nan"),
         "type_accuracy": _ratio(sum(type_hits.values()), sum(type_totals.values())),
         "type_accuracy_by_type": {t: type_hits[t] / n for t, n in sorted(type_totals.items())},
+        "catheter_count_accuracy": _ratio(right_counts, len(detection_frames)),
         "frames": len(samples),
         "electrodes_true": truth_count,
         "electrodes_predicted": predicted_count,
@@ -476,6 +482,15 @@ def mask_overlap(predicted: np.ndarray, truth: np.ndarray) -> tuple[float, float
     if total == 0:
         return 1.0, 1.0
     return intersection / (total - intersection), 2 * intersection / total
+
+
+def _catheter_count(prediction: Prediction, keep: np.ndarray) -> int:
+    """Predicted catheters that hold at least one electrode kept by the score threshold."""
+    return sum(
+        bool(keep[np.asarray(members, np.int64)].any())
+        for _type, members in prediction.catheters
+        if len(members)
+    )
 
 
 def _score_types(

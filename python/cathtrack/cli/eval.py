@@ -51,6 +51,7 @@ CONTRACT_KEYS = (
     "mean_j",
     "dice",
     "type_accuracy",
+    "catheter_count_accuracy",
     "fps",
 )
 
@@ -146,6 +147,7 @@ def format_table(metrics: dict) -> str:
         ("mean J (IoU)", metrics["mean_j"], "{:.4f}"),
         ("Dice", metrics["dice"], "{:.4f}"),
         ("type accuracy", metrics["type_accuracy"], "{:.4f}"),
+        ("right catheter count", metrics["catheter_count_accuracy"], "{:.4f}"),
         ("forward FPS", metrics["fps"], "{:.1f}"),
     ]
     lines = [f"{'metric':<24}{'value':>10}"]
