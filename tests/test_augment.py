@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
-from cathtrack.data.augment import Augment, warp_sample
+from cathtrack.data.augment import Augment, crop_sample, random_crop, warp_sample
 from cathtrack.data.sample import CatheterLabel, Sample
 
 SIZE = 96
@@ -182,3 +182,48 @@ def test_invalid_parameters_are_refused():
         Augment(hflip_p=1.5)
     with pytest.raises(ValueError, match="rotation_deg"):
         Augment(rotation_deg=-1)
+
+
+@pytest.mark.parametrize("left, top, size", [(0, 0, 64), (32, 17, 64), (10, 50, 32)])
+def test_crop_equals_opencv_translation_and_keeps_labels_on_their_dots(left, top, size):
+    sample = _dotted_sample()
+    cropped = crop_sample(sample, left, top, size)
+    # Independent reference: the same window as an OpenCV translation.
+    matrix = np.array([[1.0, 0.0, -left], [0.0, 1.0, -top]])
+    np.testing.assert_array_equal(
+        cropped.image, cv2.warpAffine(sample.image, matrix, (size, size), flags=cv2.INTER_NEAREST)
+    )
+    np.testing.assert_array_equal(
+        cropped.mask, cv2.warpAffine(sample.mask, matrix, (size, size), flags=cv2.INTER_NEAREST)
+    )
+    inside = (
+        (sample.electrodes[:, 0] >= left - 0.5)
+        & (sample.electrodes[:, 0] <= left + size - 0.5)
+        & (sample.electrodes[:, 1] >= top - 0.5)
+        & (sample.electrodes[:, 1] <= top + size - 0.5)
+    )
+    np.testing.assert_allclose(cropped.electrodes, sample.electrodes[inside] - (left, top))
+    np.testing.assert_array_equal(cropped.electrode_index, sample.electrode_index[inside])
+    for x, y in cropped.electrodes:  # every kept electrode still sits on its dot
+        if 5 <= x < size - 5 and 5 <= y < size - 5:
+            np.testing.assert_allclose(_dot_centroid_in(cropped.image, x, y), (x, y), atol=0.05)
+    for catheter in cropped.catheters:
+        assert (catheter.centerline >= -0.5).all() and (catheter.centerline <= size - 0.5).all()
+    assert cropped.pixel_spacing_mm == sample.pixel_spacing_mm
+
+
+def _dot_centroid_in(image: np.ndarray, x: float, y: float, radius: int = 5) -> np.ndarray:
+    x0, y0 = int(round(x)), int(round(y))
+    window = image[y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1]
+    ys, xs = np.mgrid[y0 - radius : y0 + radius + 1, x0 - radius : x0 + radius + 1]
+    return np.array([(window * xs).sum(), (window * ys).sum()]) / window.sum()
+
+
+def test_random_crop_is_seeded_and_refuses_windows_outside_the_image():
+    sample = _dotted_sample()
+    a = random_crop(sample, 32, np.random.default_rng(5))
+    b = random_crop(sample, 32, np.random.default_rng(5))
+    np.testing.assert_array_equal(a.image, b.image)
+    assert a.image.shape == (32, 32)
+    with pytest.raises(ValueError, match="leaves the 96x96 image"):
+        crop_sample(sample, 70, 0, 32)

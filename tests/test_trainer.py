@@ -10,6 +10,7 @@ import os
 import socket
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -124,6 +125,9 @@ def test_cpu_bfloat16_is_refused_on_a_cpu_without_it(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="cpu_bf16"):
         Trainer(_tiny(tmp_path, "cpu_bf16=true"), tmp_path / "run", progress=False)
     assert autocast_dtype(torch.device("cpu"), amp=True, cpu_bf16=False) is None
+    assert autocast_dtype(torch.device("cpu"), amp=True, cpu_bf16=None) is None  # auto: none here
+    monkeypatch.setattr("cathtrack.device.cpu_has_native_bfloat16", lambda: True)
+    assert autocast_dtype(torch.device("cpu"), amp=True, cpu_bf16=None) == torch.bfloat16
 
 
 @pytest.mark.skipif(not cpu_has_native_bfloat16(), reason="this CPU computes no bfloat16 natively")
@@ -150,7 +154,7 @@ def test_data_order_is_a_function_of_seed_and_step():
     a = StepBatches(16, 4, seed=3, stage=0, start_step=0, end_step=8)
     b = StepBatches(16, 4, seed=3, stage=0, start_step=5, end_step=8)
     assert list(a)[5:] == list(b)
-    epoch0 = sorted(index for step in range(4) for _, index in a.batch(step))
+    epoch0 = sorted(index for step in range(4) for _, index, _ in a.batch(step))
     assert epoch0 == list(range(16))  # each epoch visits every sample once
     assert a.batch(4) != a.batch(0) and a.epoch(4) == 1  # a new permutation per epoch
     # Two ranks split each global batch without overlap.
@@ -268,6 +272,8 @@ def test_config_yaml_inherit_overrides_and_hash(tmp_path):
         ("schedule.name=linear", "schedule.name must be one of cosine, step"),
         ("data.val.seed=0", "validation set uses the training seed 0"),
         ("stages.0.steps=3", "no list element 'stages.0'"),
+        ("data.crop=48", "data.crop must be a positive multiple of 32 below data.size (64)"),
+        ("data.crop_fraction=1.5", "data.crop_fraction must be in .0, 1., got 1.5"),
     ],
 )
 def test_config_errors_name_the_key(tmp_path, override, message):
@@ -282,7 +288,9 @@ def test_every_shipped_config_loads():
     for name in names:
         config = load_config(folder / name)
         assert config.batch_size >= 1, name
-    assert load_config(folder / "cpu_resnet34.yaml").cpu_bf16
+    shipped = load_config(folder / "cpu_resnet34.yaml")
+    assert shipped.cpu_bf16 is None and shipped.model.heatmap_stride == 1
+    assert shipped.data.train.preset == "real" and shipped.data.crop == 128
 
 
 def test_config_unknown_key_in_file(tmp_path):
@@ -457,3 +465,101 @@ def test_training_runs_at_heatmap_stride(tmp_path, stride):
     assert len(rows) == 2 and all(math.isfinite(float(row["loss"])) for row in rows)
     assert all(math.isfinite(float(row["kappa/detection"])) for row in rows)
     assert len(_rows(tmp_path / "run" / "val_log.csv")) == 2  # step 0 and the end
+
+
+# --------------------------------------------------------------------------- throughput levers
+
+
+def test_crop_steps_then_full_frames_deterministic_and_labelled(tmp_path):
+    config = _tiny(tmp_path, "data.crop=32", "data.crop_fraction=0.5")
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    dataset = trainer.train_sets[0]
+
+    def batches():
+        sampler = StepBatches(16, 4, 0, 0, 0, 4, crop_steps=2)
+        return list(trainer._loader(dataset, sampler))
+
+    first, second = batches(), batches()
+    assert [b["image"].shape[-1] for b in first] == [32, 32, 64, 64]
+    for a, b in zip(first, second, strict=True):
+        assert torch.equal(a["image"], b["image"]) and torch.equal(a["center"], b["center"])
+    # Every cropped image is a window of its full (augmented) frame, with its electrodes.
+    crop = first[0]
+    for row, index in enumerate(crop["sample_id"].tolist()):
+        dataset.set_epoch(0)
+        full = torch.from_numpy(dataset[index].image)
+        windows = full.unfold(0, 32, 1).unfold(1, 32, 1)  # (33, 33, 32, 32)
+        matches = (windows == crop["image"][row, 0]).flatten(2).all(-1).nonzero()
+        assert len(matches) >= 1
+        top, left = matches[0].tolist()
+        kept = crop["center"][row][crop["center_mask"][row]]
+        moved = torch.from_numpy(dataset[index].electrodes) - torch.tensor([left, top])
+        inside = ((moved >= -0.5) & (moved <= 31.5)).all(1)
+        torch.testing.assert_close(kept, moved[inside])
+
+
+def test_cached_synthetic_frames_are_rendered_once_and_equal(tmp_path, monkeypatch):
+    import cathtrack.data.synth as synth
+
+    calls = []
+    real_render = synth.render
+    monkeypatch.setattr(synth, "render", lambda *a, **k: calls.append(1) or real_render(*a, **k))
+    plain = Trainer(_tiny(tmp_path), tmp_path / "a", progress=False).train_sets[0]
+    cached = Trainer(_tiny(tmp_path, "data.cache_frames=true"), tmp_path / "b", progress=False)
+    cached = cached.train_sets[0]
+    for epoch in (0, 1):
+        plain.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for index in range(16):
+            a, b = plain[index], cached[index]
+            np.testing.assert_array_equal(a.image, b.image)
+            np.testing.assert_array_equal(a.electrodes, b.electrodes)
+    assert len(calls) == 2 * 16 + 16  # plain renders every epoch, cached once
+
+
+def test_channels_last_crops_and_cache_resume_exactly(tmp_path):
+    config = _tiny(
+        tmp_path, "data.crop=32", "data.cache_frames=true", "channels_last=true", "steps=4"
+    )
+    Trainer(config, tmp_path / "full", progress=False).fit()
+    Trainer(config, tmp_path / "split", progress=False).fit(stop_at=2)
+    Trainer(config, tmp_path / "split", resume=tmp_path / "split", progress=False).fit()
+    _assert_equal_states(
+        load_file(tmp_path / "full/checkpoints/last/model.safetensors"),
+        load_file(tmp_path / "split/checkpoints/last/model.safetensors"),
+        "weights",
+    )
+    rows = _rows(tmp_path / "full/train_log.csv")
+    assert len(rows) == 4 and all(math.isfinite(float(row["loss"])) for row in rows)
+
+
+def test_init_starts_from_a_model_file_and_refuses_another_architecture(tmp_path):
+    source = Trainer(_tiny(tmp_path, "steps=2"), tmp_path / "source", progress=False)
+    source.fit()
+    weights = tmp_path / "source/checkpoints/last"
+    started = Trainer(_tiny(tmp_path, f"init={weights}", "seed=7"), tmp_path / "b", progress=False)
+    _assert_equal_states(
+        load_file(weights / "model.safetensors"),
+        {k: v.contiguous() for k, v in started.network.state_dict().items()},
+        "initial weights",
+    )
+    other = _tiny(tmp_path, f"init={weights}", "model.width=0.5")
+    with pytest.raises(ConfigError, match=r"another architecture.*width 0.25 \(config: 0.5\)"):
+        Trainer(other, tmp_path / "c", progress=False)
+    with pytest.raises(ConfigError, match="init: cannot load"):
+        Trainer(_tiny(tmp_path, f"init={tmp_path / 'missing.safetensors'}"), tmp_path / "d")
+
+
+def test_finetune_config_matches_the_shipped_model_and_loads_its_weights(tmp_path):
+    root = Path(__file__).resolve().parents[1]
+    config = load_config(root / "configs" / "finetune.yaml")
+    shipped = json.loads((root / "models" / "cathtrack_resnet34.json").read_text())
+    assert config.model == ModelConfig.from_dict(shipped["model"])
+    from cathtrack.model import build_model
+    from cathtrack.train.trainer import init_weights
+
+    model = build_model(config.model)
+    init_weights(model, root / config.init)
+    reference, _ = load_model(root / config.init)
+    for name, tensor in reference.state_dict().items():
+        assert torch.equal(model.state_dict()[name], tensor), name

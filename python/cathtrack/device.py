@@ -108,9 +108,9 @@ def dtype_name(dtype: torch.dtype) -> str:
     return str(dtype).removeprefix("torch.")
 
 
-def autocast_dtype(device: torch.device, amp: bool, cpu_bf16: bool) -> torch.dtype | None:
+def autocast_dtype(device: torch.device, amp: bool, cpu_bf16: bool | None) -> torch.dtype | None:
     """The autocast dtype of a training run: float16 on CUDA with ``amp``, bfloat16 on the CPU
-    with ``cpu_bf16``, else None (float32).
+    with ``cpu_bf16`` (None: where the CPU computes bfloat16 natively), else None (float32).
 
     Raises:
         ValueError: ``cpu_bf16`` on a CPU without native bfloat16 (emulated, it would be slower
@@ -120,6 +120,8 @@ def autocast_dtype(device: torch.device, amp: bool, cpu_bf16: bool) -> torch.dty
 
     if device.type == "cuda":
         return torch.float16 if amp else None
+    if device.type == "cpu" and cpu_bf16 is None:
+        return torch.bfloat16 if cpu_has_native_bfloat16() else None
     if device.type == "cpu" and cpu_bf16:
         if not cpu_has_native_bfloat16():
             raise ValueError(

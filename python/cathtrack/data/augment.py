@@ -148,6 +148,34 @@ def warp_sample(sample: Sample, matrix: np.ndarray, fill: float = 0.0) -> Sample
     return warped
 
 
+def crop_sample(sample: Sample, left: int, top: int, size: int) -> Sample:
+    """The ``size`` x ``size`` window of ``sample`` whose top-left pixel is (``left``, ``top``).
+
+    Pixels are sliced (no resampling); labels are shifted with :func:`warp_labels`, so electrodes
+    outside the window are dropped and centerlines are clipped at its border.
+    """
+    height, width = sample.image.shape
+    if not (0 <= left <= width - size and 0 <= top <= height - size):
+        raise ValueError(
+            f"a {size}x{size} crop at ({left}, {top}) leaves the {width}x{height} image"
+        )
+    matrix = np.array([[1.0, 0.0, -left], [0.0, 1.0, -top]])
+    cropped = warp_labels(sample, matrix, size, size)
+    window = np.s_[top : top + size, left : left + size]
+    cropped.image = np.ascontiguousarray(sample.image[window])
+    if sample.mask is not None:
+        cropped.mask = np.ascontiguousarray(sample.mask[window])
+    return cropped
+
+
+def random_crop(sample: Sample, size: int, rng: np.random.Generator) -> Sample:
+    """A uniformly placed ``size`` x ``size`` crop of ``sample`` (:func:`crop_sample`)."""
+    height, width = sample.image.shape
+    left = int(rng.integers(0, width - size + 1))
+    top = int(rng.integers(0, height - size + 1))
+    return crop_sample(sample, left, top, size)
+
+
 def warp_labels(sample: Sample, matrix: np.ndarray, width: int, height: int) -> Sample:
     """Map the point labels of ``sample`` through an affine matrix into a ``width`` x ``height`` frame.
 

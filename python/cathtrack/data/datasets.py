@@ -160,6 +160,9 @@ class SyntheticDataset:
         seed: selects the stream; frame i is ``render(config, frame_seed(seed, i))``, then
             normalised, then augmented with a generator seeded from (seed, epoch, i).
         augment: optional :class:`Augment`.
+        cache: keep every rendered frame (before augmentation) in memory, so each is rendered
+            once per process rather than once per epoch (~320 kB per 256x256 frame; with
+            DataLoader workers, each worker keeps the frames it rendered). Map-style only.
     """
 
     def __new__(cls, *args, **kwargs):
@@ -171,10 +174,18 @@ class SyntheticDataset:
         return super().__new__(cls)
 
     def __init__(
-        self, config, length: int | None = None, seed: int = 0, augment: Augment | None = None
+        self,
+        config,
+        length: int | None = None,
+        seed: int = 0,
+        augment: Augment | None = None,
+        cache: bool = False,
     ) -> None:
         if length is not None and length < 0:
             raise ValueError(f"length must be >= 0 or None, got {length}")
+        if cache and length is None:
+            raise ValueError("an endless synthetic stream never repeats a frame: nothing to cache")
+        self._cache: dict[int, Sample] | None = {} if cache else None
         self.config = config
         self.length = length
         self.seed = seed
@@ -187,9 +198,14 @@ class SyntheticDataset:
 
     def frame(self, index: int) -> Sample:
         """Frame ``index`` of this stream, prepared (and augmented if configured)."""
-        from cathtrack.data.synth import render
+        sample = self._cache.get(index) if self._cache is not None else None
+        if sample is None:
+            from cathtrack.data.synth import render
 
-        sample = prepare_sample(render(self.config, frame_seed(self.seed, index)), self.config.size)
+            rendered = render(self.config, frame_seed(self.seed, index))
+            sample = prepare_sample(rendered, self.config.size)
+            if self._cache is not None:
+                self._cache[index] = sample
         if self.augment is not None:
             sample = self.augment(sample, np.random.default_rng([self.seed, self.epoch, index]))
         return sample

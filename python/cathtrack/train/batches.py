@@ -4,8 +4,9 @@ The batch of stage-local step s is taken from the epoch permutation ``randperm(N
 stage, epoch))`` at positions [s B_g, (s + 1) B_g) of that epoch (B_g = batch size x processes;
 rank r takes the r-th slice; the last incomplete batch of an epoch is dropped); augmentation is
 seeded by (dataset seed, epoch, index) inside the datasets. An endless synthetic stream gives
-step s the frames s B_g ... (s + 1) B_g - 1. A resumed run therefore sees exactly the batches an
-uninterrupted one would.
+step s the frames s B_g ... (s + 1) B_g - 1. During the first ``crop_steps`` steps of a stage
+every sample is a random crop whose position is seeded by (seed, stage, step, slot). A resumed run
+therefore sees exactly the batches an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Sampler
 
 from cathtrack.coordinates import OUTPUT_STRIDE
-from cathtrack.data.augment import Augment
+from cathtrack.data.augment import Augment, random_crop
 from cathtrack.data.datasets import (
     CocoDataset,
     FolderDataset,
@@ -33,14 +34,26 @@ from cathtrack.train.distributed import SINGLE_PROCESS, Distributed
 from cathtrack.train.targets import collate_batch
 
 
-def build_dataset(source: DataSource, size: int, augment: Augment | None, seed: int) -> Dataset:
-    """The dataset of a :class:`DataSource` at ``size`` x ``size`` (``augment`` if enabled)."""
+def build_dataset(
+    source: DataSource, size: int, augment: Augment | None, seed: int, cache: bool = False
+) -> Dataset:
+    """The dataset of a :class:`DataSource` at ``size`` x ``size`` (``augment`` if enabled).
+
+    ``cache``: keep rendered frames of a fixed-length synthetic set in memory (ignored for
+    other sources).
+    """
     augment = augment if source.augment else None
     if source.kind == "synthetic":
         # YAML gives lists where SynthConfig's ranges are tuples.
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in source.synth.items()}
         config = preset(source.preset, **{**fields, "size": size})
-        return SyntheticDataset(config, length=source.length, seed=source.seed, augment=augment)
+        return SyntheticDataset(
+            config,
+            length=source.length,
+            seed=source.seed,
+            augment=augment,
+            cache=cache and source.length is not None,
+        )
     if source.kind == "coco":
         return CocoDataset(source.path, size, augment, seed)
     if source.kind == "ucl":
@@ -62,21 +75,28 @@ def dataset_length(dataset: Dataset) -> int | None:
 
 
 class IndexedDataset(Dataset):
-    """Items ``(epoch, index)`` -> ``(index, Sample)``, so batches carry their dataset indices.
+    """Items ``(epoch, index, crop_seed)`` -> ``(index, Sample)``, so batches carry their indices.
 
     The epoch travels with the index: ``set_epoch`` is applied in whichever process loads the
     sample, so augmentation does not depend on when DataLoader workers were started.
+    ``crop_seed`` (None: the whole frame) places a random ``crop`` x ``crop`` window, taken
+    after augmentation.
     """
 
-    def __init__(self, dataset: Dataset) -> None:
+    def __init__(self, dataset: Dataset, crop: int | None = None) -> None:
         self.dataset = dataset
+        self.crop = crop
 
-    def __getitem__(self, item: tuple[int, int]) -> tuple[int, Sample]:
-        epoch, index = item
+    def __getitem__(self, item: tuple[int, int, int | None]) -> tuple[int, Sample]:
+        epoch, index, crop_seed = item
         self.dataset.set_epoch(epoch)
         if isinstance(self.dataset, SyntheticStream):
-            return index, self.dataset.frame(index)
-        return index, self.dataset[index]
+            sample = self.dataset.frame(index)
+        else:
+            sample = self.dataset[index]
+        if crop_seed is not None and self.crop is not None:
+            sample = random_crop(sample, self.crop, np.random.default_rng(crop_seed))
+        return index, sample
 
 
 def collate_indexed(items: list[tuple[int, Sample]], stride: int = OUTPUT_STRIDE) -> dict:
@@ -104,6 +124,8 @@ class StepBatches(Sampler):
         stage: stage index (each stage draws its own permutations).
         start_step, end_step: the stage-local steps to yield, [start, end).
         distributed: this process's rank and the number of processes.
+        crop_steps: the stage-local steps before this one give every item a crop seed (the
+            samples are cropped); later steps give None (whole frames).
     """
 
     def __init__(
@@ -115,8 +137,10 @@ class StepBatches(Sampler):
         start_step: int,
         end_step: int,
         distributed: Distributed = SINGLE_PROCESS,
+        crop_steps: int = 0,
     ) -> None:
         self.num_samples = num_samples
+        self.crop_steps = crop_steps
         self.batch_size = batch_size
         self.global_batch = batch_size * distributed.world_size
         self.rank = distributed.rank
@@ -139,19 +163,26 @@ class StepBatches(Sampler):
         """Epoch of a stage-local step (0 for an endless stream)."""
         return 0 if self.num_samples is None else step // self.steps_per_epoch
 
-    def batch(self, step: int) -> list[tuple[int, int]]:
-        """(epoch, dataset index) of this process's samples at a stage-local step."""
+    def batch(self, step: int) -> list[tuple[int, int, int | None]]:
+        """(epoch, dataset index, crop seed or None) of this process's samples at a stage-local
+        step."""
         offset = self.rank * self.batch_size
         if self.num_samples is None:
             first = step * self.global_batch + offset
-            return [(0, first + j) for j in range(self.batch_size)]
-        epoch = self.epoch(step)
-        if self._permutation is None or self._permutation[0] != epoch:
-            generator = torch.Generator().manual_seed(_mix_seed(self.seed, self.stage, epoch))
-            self._permutation = (epoch, torch.randperm(self.num_samples, generator=generator))
-        first = (step % self.steps_per_epoch) * self.global_batch + offset
-        indices = self._permutation[1][first : first + self.batch_size].tolist()
-        return [(epoch, index) for index in indices]
+            epoch, indices = 0, [first + j for j in range(self.batch_size)]
+        else:
+            epoch = self.epoch(step)
+            if self._permutation is None or self._permutation[0] != epoch:
+                generator = torch.Generator().manual_seed(_mix_seed(self.seed, self.stage, epoch))
+                self._permutation = (epoch, torch.randperm(self.num_samples, generator=generator))
+            first = (step % self.steps_per_epoch) * self.global_batch + offset
+            indices = self._permutation[1][first : first + self.batch_size].tolist()
+        if step >= self.crop_steps:
+            return [(epoch, index, None) for index in indices]
+        return [
+            (epoch, index, _mix_seed(self.seed, self.stage, step, offset + slot))
+            for slot, index in enumerate(indices)
+        ]
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
         for step in range(self.start_step, self.end_step):
@@ -159,6 +190,11 @@ class StepBatches(Sampler):
 
     def __len__(self) -> int:
         return self.end_step - self.start_step
+
+
+def crop_steps(length: int, crop: int | None, crop_fraction: float) -> int:
+    """Stage-local steps that train on crops: the first ``crop_fraction`` of ``length``."""
+    return 0 if crop is None else int(round(length * crop_fraction))
 
 
 def stage_steps(stage: Stage, num_samples: int | None, global_batch: int) -> int:

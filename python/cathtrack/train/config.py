@@ -98,6 +98,14 @@ class DataConfig:
         val: validation data, a fixed set (synthetic sources need a ``length``).
         augment: augmentation ranges for training sources with ``augment: true``.
         num_workers: DataLoader worker processes (0: load in the training process).
+        crop: side of the random square crops the first ``crop_fraction`` of each stage's steps
+            train on (a multiple of 32, below ``size``); null: full frames throughout. The
+            network is fully convolutional, so a crop costs (crop / size)^2 of a frame's step;
+            the last steps see full frames, so the model ends tuned to the whole field.
+        crop_fraction: share of each stage's steps that train on crops (the first ones).
+        cache_frames: keep rendered synthetic training frames in memory (per loading process),
+            so a fixed set of ``length`` frames is rendered once, not once per epoch (fixed-length
+            synthetic sets only; other sources are read as they are).
     """
 
     size: int = 256
@@ -105,6 +113,9 @@ class DataConfig:
     val: DataSource = field(default_factory=_default_val)
     augment: Augment = field(default_factory=Augment)
     num_workers: int = 2
+    crop: int | None = None
+    crop_fraction: float = 0.8
+    cache_frames: bool = False
 
 
 @dataclass
@@ -200,8 +211,8 @@ class TrainConfig:
         amp: mixed precision (float16 autocast + gradient scaling); only on CUDA.
         cpu_bf16: on the CPU, bfloat16 autocast (no gradient scaling needed) where the CPU
             computes bfloat16 natively (AVX512-BF16 or AMX; about 1.8x faster steps for
-            ResNet34); refused on a CPU without it, ignored on CUDA. Off by default so a run
-            gives the same numbers on every CPU.
+            ResNet34); refused on a CPU without it, ignored on CUDA; null: where the CPU has
+            it, float32 elsewhere. Off by default so a run gives the same numbers on every CPU.
         grad_clip: maximum gradient norm (null: no clipping).
         size_weight: lambda of the size L1 in the detection loss (paper eq. 7: 1).
         seed: model initialisation, data order and augmentation.
@@ -211,6 +222,12 @@ class TrainConfig:
         val_every: steps between validations (and best-model checks); 0: only at the end.
         val_at_start: validate the untrained model at step 0 (the baseline of the plots).
         checkpoint_every: steps between ``last`` checkpoints (also written at each stage's end).
+        channels_last: train with the model and batches in channels-last memory layout (faster
+            convolutions on x86 CPUs with oneDNN and on CUDA tensor cores; same results up to
+            float rounding).
+        init: a model file (``.safetensors`` beside its ``.json``, or a checkpoint directory)
+            whose weights start the run instead of a random initialisation, e.g. the shipped
+            model for fine-tuning on your own labels. Its architecture must equal ``model``'s.
     """
 
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -223,7 +240,7 @@ class TrainConfig:
     steps: int | None = None
     epochs: int | None = 100
     amp: bool = True
-    cpu_bf16: bool = False
+    cpu_bf16: bool | None = False
     grad_clip: float | None = 10.0
     size_weight: float = 1.0
     seed: int = 0
@@ -233,6 +250,8 @@ class TrainConfig:
     val_every: int = 1000
     val_at_start: bool = True
     checkpoint_every: int = 1000
+    channels_last: bool = False
+    init: str | None = None
 
     def __post_init__(self) -> None:
         check_config(self)
@@ -282,6 +301,14 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"val_every must be >= 0, got {config.val_every}")
     if config.data.num_workers < 0:
         raise ConfigError(f"data.num_workers must be >= 0, got {config.data.num_workers}")
+    crop = config.data.crop
+    if crop is not None and (crop <= 0 or crop % 32 or crop >= config.data.size):
+        raise ConfigError(
+            f"data.crop must be a positive multiple of 32 below data.size "
+            f"({config.data.size}) or null, got {crop}"
+        )
+    if not 0.0 <= config.data.crop_fraction <= 1.0:
+        raise ConfigError(f"data.crop_fraction must be in [0, 1], got {config.data.crop_fraction}")
     _check_source("data.val", config.data.val)
     if config.data.val.kind == "synthetic" and config.data.val.length is None:
         raise ConfigError("data.val.length: a synthetic validation set needs a fixed length")

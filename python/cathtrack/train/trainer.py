@@ -32,6 +32,7 @@ step; only rank 0 validates, logs and writes files.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import math
@@ -58,6 +59,7 @@ from cathtrack.train.batches import (
     StepBatches,
     build_dataset,
     collate_indexed,
+    crop_steps,
     dataset_length,
     stage_steps,
     to_device,
@@ -124,6 +126,10 @@ class Trainer:
 
         torch.manual_seed(config.seed)  # identical initial weights in every process and run
         self.model = build_model(config.model).to(self.device)
+        if config.init is not None and resume is None:
+            init_weights(self.model, config.init)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
         self.state = TrainerState()
         self.history = DifficultyHistory()
         if self.distributed.is_main:  # what a killed run left half-written goes first
@@ -149,7 +155,13 @@ class Trainer:
         """The training set, length and first global step of every stage."""
         config = self.config
         self.train_sets: list[Dataset] = [
-            build_dataset(stage.train, config.data.size, config.data.augment, config.seed)
+            build_dataset(
+                stage.train,
+                config.data.size,
+                config.data.augment,
+                config.seed,
+                cache=config.data.cache_frames,
+            )
             for stage in self.stages
         ]
         global_batch = config.batch_size * self.distributed.world_size
@@ -245,6 +257,7 @@ class Trainer:
             local_start,
             min(length, end_step - start),
             self.distributed,
+            crop_steps(length, self.config.data.crop, self.config.data.crop_fraction),
         )
         optimization = self._stage_optimizer(stage, length, num_samples, local_start)
         bar.set_description(stage.name)
@@ -288,7 +301,7 @@ class Trainer:
         # Targets on the model's heatmap grid (CathNet.output_stride: 4, 2 or 1).
         stride = getattr(self.network, "output_stride", OUTPUT_STRIDE)
         return DataLoader(
-            IndexedDataset(dataset),
+            IndexedDataset(dataset, self.config.data.crop),
             batch_sampler=sampler,
             collate_fn=functools.partial(collate_indexed, stride=stride),
             num_workers=self.config.data.num_workers,
@@ -308,6 +321,8 @@ class Trainer:
         """Forward, losses, KPIs, prioritization and update of one step; returns its log values
         (learning rate, loss, gradient norm, the prioritization's logs and the loss parts)."""
         batch = to_device(batch, self.device)
+        if self.config.channels_last:
+            batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         with autocast(self.device, self.autocast_dtype):
             raw_outputs = self.model(batch["image"])
         outputs = tuple(output.float() for output in raw_outputs)
@@ -467,6 +482,28 @@ class Trainer:
         plot_run(self.run_dir)
         write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         return summary
+
+
+def init_weights(model: CathNet, path: str | Path) -> None:
+    """Loads the weights of the model file or checkpoint ``path`` into ``model`` (config ``init``).
+
+    Raises ConfigError when the file is missing or its architecture differs from ``model``'s,
+    naming the fields that differ.
+    """
+    from cathtrack.train.config import ConfigError
+
+    try:
+        source, _ = load_model(path, "cpu")
+    except (OSError, ValueError, KeyError) as error:
+        raise ConfigError(f"init: cannot load {path}: {error}") from error
+    ours, theirs = dataclasses.asdict(model.config), dataclasses.asdict(source.config)
+    differing = [f"{k} {theirs[k]!r} (config: {ours[k]!r})" for k in ours if ours[k] != theirs[k]]
+    if differing:
+        raise ConfigError(
+            f"init: {path} has another architecture than the config's model: "
+            + ", ".join(differing)
+        )
+    model.load_state_dict(source.state_dict())
 
 
 def _progress_text(row: dict) -> str:
