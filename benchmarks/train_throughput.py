@@ -62,6 +62,9 @@ def time_row(config_path: Path, overrides: list[str], steps: int, frames: int, c
     from cathtrack.train.config import load_config
     from cathtrack.train.trainer import Trainer
 
+    # `threads: null` leaves torch's count as it is: start each row from every core, as a fresh
+    # process would, so an earlier row's `threads=1` does not carry over.
+    torch.set_num_threads(os.cpu_count() or 1)
     bf16 = ["cpu_bf16=false"] if not cpu_has_native_bfloat16() else []
     config = load_config(
         config_path, [f"data.train.length={frames}", "val_at_start=false", *bf16, *overrides]
