@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import filecmp
 import inspect
-import shutil
 import json
+import shutil
 
 import cv2
 import numpy as np

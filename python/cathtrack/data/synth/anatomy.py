@@ -112,7 +112,14 @@ def _diaphragm(canvas: _Canvas, anatomy: Anatomy, shift_mm: np.ndarray) -> np.nd
     dome_v = np.min(apex_uv[:, 1:2] + (u[None, :] - apex_uv[:, 0:1]) ** 2 / (2 * radius), axis=0)
     edge = 3.0 * px_per_mm[0]
     v = u[:, None]
-    return (1.0 / (1.0 + np.exp(-(v - dome_v[None, :]) / edge))).astype(np.float32)
+    # 1 / (1 + exp(-(v - dome_v) / edge)) in one float64 array, in place.
+    logistic = np.subtract(v, dome_v[None, :])
+    np.negative(logistic, out=logistic)
+    logistic /= edge
+    np.exp(logistic, out=logistic)
+    logistic += 1.0
+    np.divide(1.0, logistic, out=logistic)
+    return logistic.astype(np.float32)
 
 
 def _draw_spine(canvas: _Canvas, bone: np.ndarray, anatomy: Anatomy) -> None:
@@ -130,20 +137,16 @@ def _draw_spine(canvas: _Canvas, bone: np.ndarray, anatomy: Anatomy) -> None:
     for offset, axes_mm, share, thickness in parts:
         uv, px_per_mm = canvas.project(bodies + np.asarray(offset))
         seen = (uv[:, 1] > -10) & (uv[:, 1] < canvas.grid + 10)
-        for (u, v), scale in zip(uv[seen], px_per_mm[seen], strict=True):
-            centre = (int(round(u * 16)), int(round(v * 16)))
-            axes = tuple(max(1, int(round(a * scale * 16))) for a in axes_mm)
+        # Fixed-point centres and semi-axes of all vertebrae at once (np.round rounds half to
+        # even like Python's round).
+        centres = np.round(uv[seen] * 16).astype(np.int64).tolist()
+        axes = np.maximum(
+            np.round(px_per_mm[seen, None] * np.asarray(axes_mm) * 16).astype(np.int64), 1
+        ).tolist()
+        value = share * anatomy.vertebra_density
+        for centre, axis in zip(centres, axes, strict=True):
             cv2.ellipse(
-                bone,
-                centre,
-                axes,
-                0.0,
-                0,
-                360,
-                share * anatomy.vertebra_density,
-                thickness,
-                cv2.LINE_8,
-                _SHIFT,
+                bone, tuple(centre), tuple(axis), 0.0, 0, 360, value, thickness, cv2.LINE_8, _SHIFT
             )
     # Paravertebral column: the spine is a band, not only separate blocks.
     ends, px_per_mm = canvas.project(
@@ -154,28 +157,42 @@ def _draw_spine(canvas: _Canvas, bone: np.ndarray, anatomy: Anatomy) -> None:
     cv2.line(bone, top, bottom, 0.2 * anatomy.vertebra_density, width, cv2.LINE_8, _SHIFT)
 
 
+def _rib_shape() -> tuple[np.ndarray, ...]:
+    """The same for every patient, in mm, (2, 18) for the right then the left side, from the
+    spine round to the costal cartilage: x, the rise and the fall of y from the rib's start
+    (posterior ribs rise a little from the spine, then fall steeply towards the front), z."""
+    theta = np.linspace(0.1, 2.4, 18)
+    x = MIDLINE_X_MM + np.array([[-1.0], [1.0]]) * 135.0 * np.sin(theta)
+    rise, fall, z = 12.0 * np.sin(theta), 70.0 * (theta / 2.4) ** 2, -10.0 - 95.0 * np.cos(theta)
+    return x, *np.broadcast_arrays(rise, fall, z, x)[:3]
+
+
+_RIB_SHAPE = _rib_shape()
+
+
 def _draw_ribs(canvas: _Canvas, bone: np.ndarray, anatomy: Anatomy, shift_mm: np.ndarray) -> None:
     """Each rib: an arc around the chest, sloping down towards the front, drawn where bony."""
-    theta = np.linspace(0.1, 2.4, 18)  # from the spine round to the costal cartilage
-    ribs = []
-    for k in range(-6, 7):
-        y0 = k * _RIB_PITCH_MM + anatomy.rib_offset_mm - 60.0
-        for side in (-1.0, 1.0):
-            x = MIDLINE_X_MM + side * 135.0 * np.sin(theta)
-            z = -10.0 - 95.0 * np.cos(theta)
-            # Posterior ribs rise a little from the spine, then fall steeply towards the front.
-            y = y0 - 12.0 * np.sin(theta) + 70.0 * (theta / 2.4) ** 2
-            ribs.append(np.column_stack([x, y, z]))
-    uv, px_per_mm = canvas.project(np.concatenate(ribs) + shift_mm)
-    uv = uv.reshape(len(ribs), len(theta), 2)
+    x, rise, fall, z = _RIB_SHAPE
+    y0 = np.arange(-6, 7) * _RIB_PITCH_MM + anatomy.rib_offset_mm - 60.0
+    ribs = np.empty((len(y0), 2, x.shape[1], 3))  # rib k, side, point along the rib, xyz
+    ribs[..., 0] = x
+    ribs[..., 1] = y0[:, None, None] - rise + fall
+    ribs[..., 2] = z
+    uv, px_per_mm = canvas.project(ribs.reshape(-1, 3) + shift_mm)
+    uv = uv.reshape(-1, x.shape[1], 2)  # one row per rib
     seen = (uv[..., 1].max(axis=1) > -5) & (uv[..., 1].min(axis=1) < canvas.grid + 5)
     polylines = list(np.round(uv[seen] * (1 << _SHIFT)).astype(np.int32))
     width = max(1, int(round(10.0 * px_per_mm.mean())))
     cv2.polylines(bone, polylines, False, anatomy.rib_density, width, cv2.LINE_8, _SHIFT)
 
 
-def render_anatomy(anatomy: Anatomy, view: CArmView, motion: Motion, t: float) -> np.ndarray:
-    """Line integrals of the patient at time ``t`` s -> (size, size) float32, view resolution."""
+def render_anatomy(
+    anatomy: Anatomy, view: CArmView, motion: Motion, t: float, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Line integrals of the patient at time ``t`` s -> (size, size) float32, view resolution.
+
+    Written into ``out`` ((size, size) float32, C-contiguous) when given.
+    """
     grid = min(view.size, GRID_MAX)
     canvas = _Canvas(view, grid)
     breath = motion.respiratory_shift(t)
@@ -223,5 +240,8 @@ def render_anatomy(anatomy: Anatomy, view: CArmView, motion: Motion, t: float) -
     )
     total = anatomy.contrast * (soft + bone + abdomen + texture)
     if grid == view.size:
-        return total
-    return cv2.resize(total, (view.size, view.size), interpolation=cv2.INTER_LINEAR)
+        if out is None:
+            return total
+        out[...] = total
+        return out
+    return cv2.resize(total, (view.size, view.size), dst=out, interpolation=cv2.INTER_LINEAR)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 _SAMPLES_PER_SPAN = 24
+_SPAN_FRACTIONS = np.linspace(0.0, 1.0, _SAMPLES_PER_SPAN, endpoint=False)[None, :, None]
 
 
 def catmull_rom(control: np.ndarray) -> np.ndarray:
@@ -20,25 +21,34 @@ def catmull_rom(control: np.ndarray) -> np.ndarray:
     padded = np.concatenate(
         [2 * control[:1] - control[1:2], control, 2 * control[-1:] - control[-2:-1]]
     )
-    p0, p1, p2, p3 = padded[:-3], padded[1:-2], padded[2:-1], padded[3:]
-
-    def knot_step(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        return np.sqrt(np.linalg.norm(b - a, axis=1)).clip(1e-6)[:, None, None]
-
-    t0 = np.zeros_like(knot_step(p0, p1))
-    t1 = t0 + knot_step(p0, p1)
-    t2 = t1 + knot_step(p1, p2)
-    t3 = t2 + knot_step(p2, p3)
-    u = np.linspace(0.0, 1.0, _SAMPLES_PER_SPAN, endpoint=False)[None, :, None]
-    t = t1 + u * (t2 - t1)
-    P0, P1, P2, P3 = (p[:, None, :] for p in (p0, p1, p2, p3))
-    a1 = (t1 - t) / (t1 - t0) * P0 + (t - t0) / (t1 - t0) * P1
-    a2 = (t2 - t) / (t2 - t1) * P1 + (t - t1) / (t2 - t1) * P2
-    a3 = (t3 - t) / (t3 - t2) * P2 + (t - t2) / (t3 - t2) * P3
-    b1 = (t2 - t) / (t2 - t0) * a1 + (t - t0) / (t2 - t0) * a2
-    b2 = (t3 - t) / (t3 - t1) * a2 + (t - t1) / (t3 - t1) * a3
-    curve = (t2 - t) / (t2 - t1) * b1 + (t - t1) / (t2 - t1) * b2
+    p0, p1, p2, p3 = (padded[i : len(padded) - 3 + i, None, :] for i in range(4))
+    # Knot steps sqrt(|p_{i+1} - p_i|), at least 1e-6, of all segments at once: the three steps
+    # of a span are consecutive ones. Knots per span are t0 = 0, t1, t2, t3, so the textbook
+    # t - t0, t1 - t0 and t2 - t0 are exactly t, t1 and t2.
+    steps = np.maximum(np.sqrt(_lengths(padded[1:] - padded[:-1])), 1e-6)[:, None, None]
+    t1 = steps[:-2]
+    t2 = t1 + steps[1:-1]
+    t3 = t2 + steps[2:]
+    d21, d32, d31 = t2 - t1, t3 - t2, t3 - t1
+    t = t1 + _SPAN_FRACTIONS * d21  # (spans, samples, 1)
+    to1, to2, to3 = t1 - t, t2 - t, t3 - t  # t_i - t
+    from1, from2 = t - t1, t - t2  # t - t_i
+    # Barry-Goldman pyramid; each weight is computed as in the textbook form, the common ones
+    # once.
+    w2_21, w1_21 = to2 / d21, from1 / d21
+    a1 = to1 / t1 * p0 + t / t1 * p1
+    a2 = w2_21 * p1 + w1_21 * p2
+    a3 = to3 / d32 * p2 + from2 / d32 * p3
+    b1 = to2 / t2 * a1 + t / t2 * a2
+    b2 = to3 / d31 * a2 + from1 / d31 * a3
+    curve = w2_21 * b1 + w1_21 * b2
     return np.concatenate([curve.reshape(-1, control.shape[1]), control[-1:]])
+
+
+def _lengths(vectors: np.ndarray) -> np.ndarray:
+    """Euclidean norms of the rows of (N, D) ``vectors``: ``np.linalg.norm(vectors, axis=1)``
+    (the same arithmetic) without its dispatch overhead, which dominates for short curves."""
+    return np.sqrt(np.add.reduce(vectors * vectors, axis=1))
 
 
 def resample(points: np.ndarray, step: float) -> np.ndarray:
@@ -50,9 +60,14 @@ def resample(points: np.ndarray, step: float) -> np.ndarray:
     Returns:
         (N, D) float64 points; the last one lies within ``step`` of the polyline's end.
     """
-    arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(points, axis=0), axis=1))])
+    arc = np.empty(len(points))
+    arc[0] = 0.0
+    np.cumsum(_lengths(points[1:] - points[:-1]), out=arc[1:])
     s = np.arange(0.0, arc[-1] + 1e-9, step)
-    return np.stack([np.interp(s, arc, points[:, d]) for d in range(points.shape[1])], axis=1)
+    resampled = np.empty((len(s), points.shape[1]))
+    for d in range(points.shape[1]):
+        resampled[:, d] = np.interp(s, arc, points[:, d])
+    return resampled
 
 
 def smooth_curve(control: np.ndarray, step: float) -> np.ndarray:

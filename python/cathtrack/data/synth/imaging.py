@@ -18,10 +18,12 @@ import cv2
 import numpy as np
 
 from .config import SynthConfig
+from .scratch import scratch
 
 SHUTTER_TRANSMISSION = 0.04  # lead blades leave a faint, noisy signal
 _ADC_HEADROOM = 4.0  # the digitiser saturates at 4x the median anatomy signal
 _LUT_LEVELS = 4096
+_NOISE_BLOCK = 16384  # noise values drawn at once (a multiple of 4)
 
 
 @dataclass(frozen=True)
@@ -66,9 +68,31 @@ class Imaging:
     window_top: float = 0.0
 
 
+@functools.lru_cache(maxsize=8)
+def _centred_grid(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pixel coordinates about the image centre, float32, cached per size (read-only):
+    x (1, size), y (size, 1) (they broadcast to (size, size) on use) and x^2 + y^2."""
+    coords = np.arange(size, dtype=np.float32) - (size - 1) / 2.0
+    x, y = coords[None, :], coords[:, None]
+    radius2 = x * x + y * y
+    for array in (x, y, radius2):
+        array.flags.writeable = False
+    return x, y, radius2
+
+
+@functools.lru_cache(maxsize=8)
+def _everywhere(size: int) -> np.ndarray:
+    """(size, size) bool, all True, read-only: the field maps of scenes with an open field."""
+    everywhere = np.ones((size, size), bool)
+    everywhere.flags.writeable = False
+    return everywhere
+
+
 def _edge_coverage(signed_distance: np.ndarray) -> np.ndarray:
-    """Fraction of a pixel on the positive side of an edge at ``signed_distance`` px."""
-    return np.clip(signed_distance + 0.5, 0.0, 1.0)
+    """Fraction of a pixel on the positive side of an edge at ``signed_distance`` px, computed
+    in place (returns the array)."""
+    signed_distance += 0.5
+    return np.clip(signed_distance, 0.0, 1.0, out=signed_distance)
 
 
 def sample_imaging(
@@ -84,27 +108,47 @@ def sample_imaging(
     keeps the plain chain of the older presets.
     """
     size = config.size
-    coords = np.arange(size, dtype=np.float32) - (size - 1) / 2.0
-    x, y = coords[None, :], coords[:, None]  # broadcast to (size, size) on use
+    x, y, radius2 = _centred_grid(size)
     vignetting = rng.uniform(*config.vignetting)
-    transmission = 1.0 - np.float32(vignetting / (0.5 * size * size)) * (x * x + y * y)
+    # 1 - vignetting / (size^2 / 2) * radius2; the maps below are computed in place, in the
+    # same order of operations as their formulas.
+    transmission = np.multiply(np.float32(vignetting / (0.5 * size * size)), radius2)
+    np.subtract(1.0, transmission, out=transmission)
 
-    exposed = np.ones((size, size), np.float32)
+    # Without an intensifier circle or shutters the field is fully open; those factors (and the
+    # maps they would multiply by) are then exactly 1 and skipped, and the field maps are one
+    # shared all-True array.
+    in_field = exposed = _everywhere(size)
+    coverage = scratch("coverage", (size, size), np.float32)
     if rng.random() < config.intensifier_probability:
         cx, cy = rng.normal(0.0, 0.03 * size, 2).astype(np.float32)
         circle_radius = np.float32(rng.uniform(0.5, 0.64) * size)
-        exposed = _edge_coverage(circle_radius - np.sqrt((x - cx) ** 2 + (y - cy) ** 2))
+        # coverage of circle_radius - sqrt((x - cx)^2 + (y - cy)^2)
+        np.add((x - cx) ** 2, (y - cy) ** 2, out=coverage)
+        np.sqrt(coverage, out=coverage)
+        np.subtract(circle_radius, coverage, out=coverage)
+        _edge_coverage(coverage)
+        transmission *= coverage
+        in_field = exposed = coverage > 0.5
 
-    open_fraction = np.ones((size, size), np.float32)
     if rng.random() < config.collimation_probability:
+        open_fraction = scratch("open_fraction", (size, size), np.float32)
+        open_fraction.fill(1.0)
         blades = rng.random(4) < 0.6
         blades[rng.integers(4)] = True  # at least one blade enters
         for side in np.flatnonzero(blades):
             angle = np.radians(90.0 * side + rng.normal(0.0, 6.0))
             nx, ny = np.float32(np.cos(angle)), np.float32(np.sin(angle))
             edge = np.float32((0.5 - rng.uniform(*config.collimation_depth)) * size)
-            open_fraction *= _edge_coverage(edge - (x * nx + y * ny))
-    shutters = SHUTTER_TRANSMISSION + (1.0 - SHUTTER_TRANSMISSION) * open_fraction
+            # coverage of edge - (x nx + y ny)
+            np.add(x * nx, y * ny, out=coverage)
+            np.subtract(edge, coverage, out=coverage)
+            open_fraction *= _edge_coverage(coverage)
+        in_field = exposed & (open_fraction > 0.5)
+        shutters = open_fraction  # SHUTTER_TRANSMISSION + (1 - SHUTTER_TRANSMISSION) * open
+        shutters *= 1.0 - SHUTTER_TRANSMISSION
+        shutters += SHUTTER_TRANSMISSION
+        transmission *= shutters
 
     if config.dose_log_uniform:
         photons = np.exp(rng.uniform(*np.log(config.photons_per_pixel)))
@@ -134,9 +178,9 @@ def sample_imaging(
         window_percentiles=config.window_percentiles,
         window_headroom=rng.uniform(*config.window_headroom),
         bits=config.detector_bits,
-        transmission=(transmission * exposed * shutters).astype(np.float32),
-        in_field=(exposed > 0.5) & (open_fraction > 0.5),
-        exposed=exposed > 0.5,
+        transmission=transmission,
+        in_field=in_field,
+        exposed=exposed,
         edge_sigma_px=edge_sigma_px,
         lut=lut,
         recursive_weight=recursive_weight,
@@ -166,27 +210,50 @@ def form_image(
         signal: (H, W) float32 detector signal after the recursive filter (the next
             frame's ``previous``).
     """
-    expected = cv2.exp(-line_integrals) * np.float32(imaging.photons) * imaging.transmission
-    noise = _standard_normal(rng, (2, *expected.shape))
+    # The temporaries live in per-thread scratch arrays (see .scratch) and are computed in
+    # place; every element still goes through the same operations in the same order as in the
+    # plain expressions of the model (noted beside them), so frames are bit for bit the same.
+    shape = line_integrals.shape
+    expected = np.negative(line_integrals, out=scratch("expected", shape, np.float32))
+    cv2.exp(expected, expected)
+    expected *= np.float32(imaging.photons)
+    expected *= imaging.transmission  # exp(-line_integrals) * photons * transmission
+    quantum, electronic = _standard_normal(rng, scratch("noise", (2, *shape), np.float32))
+    quanta = cv2.sqrt(expected, scratch("quanta", shape, np.float32))
     weight = imaging.recursive_weight
     if weight < 1.0 and previous is None:
         # A settled filter on a still scene keeps the mean and weight / (2 - weight) of the
         # noise variance.
         calm = np.float32(np.sqrt(weight / (2.0 - weight)))
-        quanta = expected + calm * cv2.sqrt(expected) * noise[0]
+        quanta *= calm
+        quanta *= quantum
+        quanta += expected  # expected + calm * sqrt(expected) * quantum
         signal = cv2.GaussianBlur(quanta, (0, 0), imaging.psf_sigma_px)
-        signal += calm * np.float32(imaging.electronic_noise) * noise[1]
+        electronic *= calm * np.float32(imaging.electronic_noise)
+        signal += electronic
     else:
-        quanta = expected + cv2.sqrt(expected) * noise[0]
+        quanta *= quantum
+        quanta += expected  # expected + sqrt(expected) * quantum
         signal = cv2.GaussianBlur(quanta, (0, 0), imaging.psf_sigma_px)
-        signal += np.float32(imaging.electronic_noise) * noise[1]
+        electronic *= np.float32(imaging.electronic_noise)
+        signal += electronic
         if weight < 1.0:
-            signal = np.float32(weight) * signal + np.float32(1.0 - weight) * previous
+            # weight * signal + (1 - weight) * previous
+            signal *= np.float32(weight)
+            signal += np.multiply(
+                previous, np.float32(1.0 - weight), out=scratch("lag", shape, np.float32)
+            )
     full_scale = 2**imaging.bits - 1
-    digital = np.clip(
-        signal * np.float32(full_scale / (_ADC_HEADROOM * imaging.photons)) + 0.5, 0, full_scale
+    digital = np.multiply(
+        signal,
+        np.float32(full_scale / (_ADC_HEADROOM * imaging.photons)),
+        out=scratch("digital", shape, np.float32),
     )
-    log_signal = np.take(_log_lut(imaging.bits), digital.astype(np.intp))
+    digital += 0.5
+    np.clip(digital, 0, full_scale, out=digital)
+    index = scratch("index", shape, np.intp)
+    np.copyto(index, digital, casting="unsafe")  # digital.astype(np.intp)
+    log_signal = np.take(_log_lut(imaging.bits), index, out=scratch("display", shape, np.float32))
     field_values = log_signal[::3, ::3][in_field[::3, ::3]]
     if field_values.size == 0:
         field_values = log_signal.ravel()
@@ -194,31 +261,59 @@ def form_image(
     if imaging.window_top > 0.0:
         high += imaging.window_top * (high - low)
     low -= imaging.window_headroom * (high - low)
-    display = (log_signal - np.float32(low)) * np.float32(1.0 / max(high - low, 1e-6))
+    display = log_signal
+    display -= np.float32(low)
+    display *= np.float32(1.0 / max(high - low, 1e-6))  # (log_signal - low) / (high - low)
     if imaging.clip_overshoot is not None:
-        display = np.clip(display, -imaging.clip_overshoot, 1.0 + imaging.clip_overshoot)
+        np.clip(display, -imaging.clip_overshoot, 1.0 + imaging.clip_overshoot, out=display)
     if imaging.edge_gain > 0.0:
         sigma = imaging.edge_sigma_px
-        smooth = cv2.GaussianBlur(
-            display, (0, 0), 2.0 * imaging.psf_sigma_px + 1.0 if sigma is None else sigma
+        detail = cv2.GaussianBlur(
+            display,
+            (0, 0),
+            2.0 * imaging.psf_sigma_px + 1.0 if sigma is None else sigma,
+            dst=scratch("detail", shape, np.float32),
         )
-        display += np.float32(imaging.edge_gain) * (display - smooth)
+        np.subtract(display, detail, out=detail)
+        detail *= np.float32(imaging.edge_gain)
+        display += detail  # display + edge_gain * (display - smooth)
     # Display LUT (gamma) on 1/4096 steps of the window.
-    levels = np.clip(display * _LUT_LEVELS + 0.5, 0, _LUT_LEVELS).astype(np.intp)
+    display *= _LUT_LEVELS
+    display += 0.5
+    np.clip(display, 0, _LUT_LEVELS, out=display)
+    np.copyto(index, display, casting="unsafe")
     lut = _gamma_lut(imaging.gamma) if imaging.lut is None else imaging.lut
-    image = np.take(lut, levels)
+    image = np.take(lut, index)
     image[~imaging.exposed] = 0.0
     return image, signal
 
 
-def _standard_normal(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-    """Standard normal float32 noise of ``shape`` from ``rng``, ~8x faster than numpy's.
+def _standard_normal(rng: np.random.Generator, out: np.ndarray) -> np.ndarray:
+    """Fill ``out`` (C-contiguous float32) with standard normal noise from ``rng``; ~8x faster
+    than numpy's.
 
     Draws 16-bit uniform integers and maps them through the normal quantile function.
     """
-    count = int(np.prod(shape))
-    uniform = np.frombuffer(rng.bytes(2 * count), np.uint16)
-    return np.take(_normal_quantiles(), uniform).reshape(shape)
+    flat = out.reshape(-1)
+    quantiles = _normal_quantiles()
+    bit_generator = rng.bit_generator
+    if (
+        isinstance(bit_generator, np.random.PCG64)
+        and flat.size % 4 == 0
+        and not bit_generator.state["has_uint32"]
+    ):
+        # The uniforms are ``rng.bytes(2 * size)``, which is built from 32-bit draws, each
+        # 64-bit PCG64 output giving its low then its high half, written little-endian: the
+        # very bytes of the 64-bit outputs. ``random_raw`` returns those without the per-draw
+        # path and two copies, and leaves the generator in the same state (no half draw is
+        # pending before or after). Blocks keep the temporaries small.
+        for start in range(0, flat.size, _NOISE_BLOCK):
+            block = flat[start : start + _NOISE_BLOCK]
+            raw = bit_generator.random_raw(block.size // 4).astype("<u8", copy=False)
+            np.take(quantiles, raw.view(np.uint16), out=block)
+    else:
+        np.take(quantiles, np.frombuffer(rng.bytes(2 * flat.size), np.uint16), out=flat)
+    return out
 
 
 @functools.lru_cache(maxsize=1)
@@ -233,8 +328,11 @@ def _log_lut(bits: int) -> np.ndarray:
     return np.log1p(np.arange(2**bits, dtype=np.float32))
 
 
+@functools.lru_cache(maxsize=16)  # a sequence's frames share their scene's gamma
 def _gamma_lut(gamma: float) -> np.ndarray:
-    return (np.linspace(0.0, 1.0, _LUT_LEVELS + 1, dtype=np.float64) ** gamma).astype(np.float32)
+    lut = (np.linspace(0.0, 1.0, _LUT_LEVELS + 1, dtype=np.float64) ** gamma).astype(np.float32)
+    lut.flags.writeable = False  # shared by the callers of the cache
+    return lut
 
 
 def _s_curve_lut(gamma: float, slope: float, centre: float) -> np.ndarray:

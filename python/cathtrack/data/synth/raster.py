@@ -14,8 +14,11 @@ import functools
 import cv2
 import numpy as np
 
+from .scratch import scratch
+
 _KERNEL_SUPERSAMPLING = 8
 _RADIUS_QUANTUM = 1 / 32  # kernels are cached per radius rounded to this many pixels
+_FOOTPRINT_BLOCK = 256  # samples tested at once by footprint()
 
 
 @functools.lru_cache(maxsize=256)
@@ -134,16 +137,21 @@ def splat_filtered(
     ix, iy = np.floor(local[:, 0]).astype(np.int64), np.floor(local[:, 1]).astype(np.int64)
     fx, fy = local[:, 0] - ix, local[:, 1] - iy
     flat = iy * roi_w + ix
-    density = np.zeros(roi_h * roi_w, np.float64)
-    for offset, share in (
-        (0, (1 - fx) * (1 - fy)),
-        (1, fx * (1 - fy)),
-        (roi_w, (1 - fx) * fy),
-        (roi_w + 1, fx * fy),
-    ):
-        density += np.bincount(flat + offset, weights * share, minlength=roi_h * roi_w)
+    # Bilinear shares of each sample on its four pixels, summed per pixel; the float64 sums are
+    # those of numpy's bincount (in sample order), one corner after the other.
+    count = roi_h * roi_w
+    density = np.bincount(flat, weights * ((1 - fx) * (1 - fy)), minlength=count)
+    density += np.bincount(flat + 1, weights * (fx * (1 - fy)), minlength=count)
+    density += np.bincount(flat + roi_w, weights * ((1 - fx) * fy), minlength=count)
+    density += np.bincount(flat + roi_w + 1, weights * (fx * fy), minlength=count)
+    splats = scratch("splats", (roi_h, roi_w), np.float32)
+    np.copyto(splats, density.reshape(roi_h, roi_w), casting="same_kind")  # to float32
     roi = cv2.filter2D(
-        density.reshape(roi_h, roi_w).astype(np.float32), -1, kernel, borderType=cv2.BORDER_CONSTANT
+        splats,
+        -1,
+        kernel,
+        dst=scratch("filtered", (roi_h, roi_w), np.float32),
+        borderType=cv2.BORDER_CONSTANT,
     )
     # Paste the part of the ROI that lies in the image.
     ix0, iy0 = max(x0, 0), max(y0, 0)
@@ -170,11 +178,36 @@ def footprint(mask: np.ndarray, uv: np.ndarray, radius_px: float) -> None:
     uv = uv[inside]
     if len(uv) == 0:
         return
-    base = np.round(uv).astype(np.int64)
+    # A sample is at most half a pixel from its nearest pixel along each axis: offsets whose
+    # square, shrunk by half a pixel per axis, lies beyond the radius (with a margin far above
+    # rounding) can never be within it, and are not tested.
+    dx, dy, gap = _square_offsets(reach)
+    kept = gap <= radius**2 + 1e-6
+    dx, dy = dx[kept], dy[kept]
+    flat_mask = mask.reshape(-1) if mask.flags.c_contiguous else None  # a view of the mask
+    # The samples x offsets arrays reach several MB each for thick tubes at 512 px: a few
+    # hundred samples at a time keep them small.
+    for start in range(0, len(uv), _FOOTPRINT_BLOCK):
+        part = uv[start : start + _FOOTPRINT_BLOCK]
+        base = np.round(part).astype(np.int64)
+        px = base[:, 0:1] + dx
+        py = base[:, 1:2] + dy
+        near = (px - part[:, 0:1]) ** 2 + (py - part[:, 1:2]) ** 2 <= radius**2
+        near &= (px >= 0) & (px < width) & (py >= 0) & (py < height)
+        index = (py * width + px)[near]
+        if flat_mask is not None:
+            flat_mask[index] = 1
+        else:
+            np.put(mask, index, 1)
+
+
+@functools.lru_cache(maxsize=64)
+def _square_offsets(reach: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The pixel offsets x, y of the square of half-side ``reach`` (flat, int64) and, for each,
+    its least squared distance from a point within half a pixel of the centre pixel."""
     d = np.arange(-reach, reach + 1)
-    dx, dy = np.meshgrid(d, d)
-    px = base[:, 0:1] + dx.ravel()[None, :]
-    py = base[:, 1:2] + dy.ravel()[None, :]
-    near = (px - uv[:, 0:1]) ** 2 + (py - uv[:, 1:2]) ** 2 <= radius**2
-    near &= (px >= 0) & (px < width) & (py >= 0) & (py < height)
-    mask[py[near], px[near]] = 1
+    dx, dy = (a.ravel() for a in np.meshgrid(d, d))
+    gap = np.maximum(np.abs(dx) - 0.5, 0.0) ** 2 + np.maximum(np.abs(dy) - 0.5, 0.0) ** 2
+    for array in (dx, dy, gap):
+        array.flags.writeable = False  # shared by the callers of the cache
+    return dx, dy, gap

@@ -14,8 +14,10 @@ from .imaging import form_image
 from .objects import Plate, Tube, Vessel
 from .raster import fill_polygon, footprint, splat_disc_filtered, splat_tapered
 from .scene import Scene, sample_scene
+from .scratch import scratch
 
 _BACKGROUND_BREATHING = 0.5  # fraction of the heart's breathing motion applied to a real image
+_BAND_FRACTIONS = np.linspace(0.0, 1.0, 5)  # where along a band its box is sampled
 
 
 def _frame_rng(seed: int, frame: int) -> np.random.Generator:
@@ -41,14 +43,22 @@ def _tube_weights(tube: Tube, n_points: int) -> np.ndarray:
     """
     step = tube.step_mm
     weights = np.full(n_points, tube.shaft_mu * step)
-    for start, end in tube.bands_mm:
-        first = max(int(np.floor(start / step - 0.5)), 0)
-        last = min(int(np.ceil(end / step + 0.5)), n_points - 1)
-        s = np.arange(first, last + 1) * step
-        overlap = np.clip(
-            np.minimum(s + 0.5 * step, end) - np.maximum(s - 0.5 * step, start), 0.0, step
-        )
-        weights[first : last + 1] += (tube.band_mu - tube.shaft_mu) * overlap
+    if len(tube.bands_mm) == 0:
+        return weights
+    # All bands at once: the samples each band may touch, one run per band in band order.
+    starts, ends = tube.bands_mm[:, 0], tube.bands_mm[:, 1]
+    first = np.maximum(np.floor(starts / step - 0.5).astype(np.int64), 0)
+    last = np.minimum(np.ceil(ends / step + 0.5).astype(np.int64), n_points - 1)
+    counts = np.maximum(last - first + 1, 0)
+    band = np.repeat(np.arange(len(starts)), counts)
+    index = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts) + first[band]
+    s = index * step
+    overlap = np.clip(
+        np.minimum(s + 0.5 * step, ends[band]) - np.maximum(s - 0.5 * step, starts[band]), 0.0, step
+    )
+    # Unbuffered and in order, like one += per band: where runs overlap, the amounts add up in
+    # the same order.
+    np.add.at(weights, index, (tube.band_mu - tube.shaft_mu) * overlap)
     return weights
 
 
@@ -58,13 +68,18 @@ class _Frame:
     def __init__(self, scene: Scene, t: float):
         self.scene, self.t = scene, t
         size = scene.view.size
-        self.devices = np.zeros((size, size), np.float32)
-        self.mask = np.zeros((size, size), np.uint8)
-        self.in_view = scene.imaging.in_field & ~scene.opaque
-        self.electrodes: list[np.ndarray] = []
-        self.boxes: list[np.ndarray] = []
-        self.electrode_catheter: list[int] = []
-        self.electrode_index: list[int] = []
+        # Both are temporaries of this frame (the sample gets a masked copy of the mask).
+        self.devices = scratch("devices", (size, size), np.float32)
+        self.devices.fill(0.0)
+        self.mask = scratch("mask", (size, size), np.uint8)
+        self.mask.fill(0)
+        in_field = scene.imaging.in_field
+        self.in_view = in_field & ~scene.opaque if scene.opaque.any() else in_field
+        # One block of rows per catheter, stacked in the sample.
+        self.electrodes: list[np.ndarray] = [np.zeros((0, 2))]
+        self.boxes: list[np.ndarray] = [np.zeros((0, 4))]
+        self.electrode_catheter: list[np.ndarray] = [np.zeros(0, np.int64)]
+        self.electrode_index: list[np.ndarray] = [np.zeros(0, np.int64)]
         self.catheters: list[CatheterLabel] = []
 
     def _visible(self, uv: np.ndarray) -> np.ndarray:
@@ -110,19 +125,18 @@ class _Frame:
         """Label the tube's bands whose centre is in view: centre, footprint box, owner, index."""
         arc = np.arange(len(uv)) * tube.step_mm
         # Per band: its centre and 5 points along it (for the box), all interpolated at once.
-        along = tube.bands_mm[:, :1] + np.linspace(0.0, 1.0, 5) * np.diff(tube.bands_mm, axis=1)
+        along = tube.bands_mm[:, :1] + _BAND_FRACTIONS * np.diff(tube.bands_mm, axis=1)
         queries = np.concatenate([tube.bands_mm.mean(axis=1), along.ravel()])
         positions = np.column_stack([np.interp(queries, arc, uv[:, d]) for d in range(2)])
         n_bands = len(tube.bands_mm)
         centres, band_points = positions[:n_bands], positions[n_bands:].reshape(n_bands, 5, 2)
-        visible = self._visible(centres)
-        low = band_points.min(axis=1) - radius_px
-        high = band_points.max(axis=1) + radius_px
-        for index in np.flatnonzero(visible):
-            self.electrodes.append(centres[index])
-            self.boxes.append(np.concatenate([low[index], high[index] - low[index]]))
-            self.electrode_catheter.append(catheter_id)
-            self.electrode_index.append(int(index))
+        shown = np.flatnonzero(self._visible(centres))
+        low = band_points[shown].min(axis=1) - radius_px
+        high = band_points[shown].max(axis=1) + radius_px
+        self.electrodes.append(centres[shown])
+        self.boxes.append(np.concatenate([low, high - low], axis=1))
+        self.electrode_catheter.append(np.full(len(shown), catheter_id, np.int64))
+        self.electrode_index.append(shown.astype(np.int64))
 
     def add_discs(self) -> None:
         for disc in self.scene.discs:
@@ -151,15 +165,20 @@ class _Frame:
         fill_polygon(self.devices, uv, plate.line_integral)
 
     def anatomy(self) -> np.ndarray:
+        """The patient's line integrals at this frame's time, (H, W) float32, in a scratch array
+        that the frame may work in."""
         scene = self.scene
+        size = scene.view.size
+        out = scratch("anatomy", (size, size), np.float32)
         if scene.anatomy is not None:
-            return render_anatomy(scene.anatomy, scene.view, scene.motion, self.t)
+            return render_anatomy(scene.anatomy, scene.view, scene.motion, self.t, out=out)
         shift = scene.motion.respiratory_shift(self.t, _BACKGROUND_BREATHING)
         dx, dy = shift[:2] / scene.view.pixel_mm
         return cv2.warpAffine(
             scene.background,
             np.float32([[1, 0, dx], [0, 1, dy]]),
             scene.background.shape[::-1],
+            dst=out,
             flags=cv2.INTER_LINEAR,
             borderMode=cv2.BORDER_REFLECT,
         )
@@ -194,22 +213,22 @@ def render_frame(
         if scene.imaging.in_field.any()
         else 0.0
     )
-    line_integrals = anatomy - reference + frame.devices
-    opaque_extra = np.where(scene.opaque, 6.0, 0.0).astype(np.float32)
-    image, signal = form_image(
-        line_integrals + opaque_extra, scene.imaging, noise_rng, frame.in_view, previous
-    )
+    # anatomy - reference + devices, plus 6 outside a real image's field (opaque), in place.
+    line_integrals = anatomy
+    line_integrals -= reference
+    line_integrals += frame.devices
+    np.add(line_integrals, np.float32(6.0), out=line_integrals, where=scene.opaque)
+    image, signal = form_image(line_integrals, scene.imaging, noise_rng, frame.in_view, previous)
     if scene.export is not None:
         image = apply_export(image, scene.export, index)
-    mask = frame.mask * frame.in_view
-    n = len(frame.electrodes)
+    mask = frame.mask * frame.in_view  # a new uint8 array
     sample = Sample(
         image=image,
-        mask=mask.astype(np.uint8),
-        electrodes=np.asarray(frame.electrodes, np.float32).reshape(n, 2),
-        boxes=np.asarray(frame.boxes, np.float32).reshape(n, 4),
-        electrode_catheter=np.asarray(frame.electrode_catheter, np.int64),
-        electrode_index=np.asarray(frame.electrode_index, np.int64),
+        mask=mask,
+        electrodes=np.concatenate(frame.electrodes).astype(np.float32),
+        boxes=np.concatenate(frame.boxes).astype(np.float32),
+        electrode_catheter=np.concatenate(frame.electrode_catheter),
+        electrode_index=np.concatenate(frame.electrode_index),
         catheters=frame.catheters,
         available={"segmentation": True, "detection": True},
         name=name,

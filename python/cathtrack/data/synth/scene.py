@@ -8,6 +8,7 @@ needs the frame's noise generator. The original scene content comes from the sce
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -63,6 +64,14 @@ class Scene:
     vessels: list[Vessel] = field(default_factory=list)
     plates: list[Plate] = field(default_factory=list)
     export: Export | None = None
+
+
+@functools.lru_cache(maxsize=8)
+def _nowhere(size: int) -> np.ndarray:
+    """(size, size) bool, all False, read-only: ``Scene.opaque`` without a real background."""
+    nowhere = np.zeros((size, size), bool)
+    nowhere.flags.writeable = False
+    return nowhere
 
 
 def stream(seed: int, name: str) -> np.random.Generator:
@@ -260,7 +269,7 @@ def sample_scene(config: SynthConfig, seed: int) -> Scene:
     tubes = _trim_to_view(tubes + negatives, view)
 
     anatomy, background = None, None
-    opaque = np.zeros((size, size), bool)
+    opaque = _nowhere(size)
     if config.background_dir is not None and rng.random() < config.background_probability:
         background, opaque = background_layer(
             rng,

@@ -19,6 +19,7 @@ from .objects import Vessel
 
 _KNOT_SPACING_MM = 8.0  # tortuosity: one random knot per this much vessel
 _LIFT_MM = 1.5  # vessels run on the epicardium, not in it
+_LEG_FRACTIONS = np.linspace(0.0, 1.0, 8, endpoint=False)  # knots between two stops of a branch
 
 
 class _Tree:
@@ -62,9 +63,8 @@ class _Tree:
         stops = [(s0, phi0), *via, (s1, phi1)]
         knots_s, knots_phi = [], []
         for (sa, pa), (sb, pb) in zip(stops, stops[1:], strict=False):
-            t = np.linspace(0.0, 1.0, 8, endpoint=False)
-            knots_s.append(sa + t * (sb - sa))
-            knots_phi.append(pa + t * (pb - pa))
+            knots_s.append(sa + _LEG_FRACTIONS * (sb - sa))
+            knots_phi.append(pa + _LEG_FRACTIONS * (pb - pa))
         knots_s.append([s1])
         knots_phi.append([phi1])
         control = self.surface.point(np.concatenate(knots_s), np.concatenate(knots_phi), _LIFT_MM)
@@ -88,7 +88,7 @@ class _Tree:
         r0 = max(self.radii[parent][index] * shrink, r_end)
         return self.surface_branch(
             start,
-            float(np.clip(s0 + ds, -0.4, 1.0)),
+            min(max(s0 + ds, -0.4), 1.0),
             phi0 + np.radians(dphi_deg),
             r0,
             r_end,
