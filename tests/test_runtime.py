@@ -182,6 +182,9 @@ def test_engine_settings_round_trip_and_bad_values_change_nothing(torchscript_fi
         ({"tip_lookback": float("inf")}, "finite and >= 0"),
         ({"max_peaks": -1}, "max_peaks must be >= 0"),
         ({"spacing_tolerance": 0.0}, "spacing_tolerance must be finite and > 0"),
+        # probabilities: beyond these no electrode, no catheter pixel could pass
+        ({"score_threshold": 2.0}, r"score_threshold must be <= 1 \(.*\), got 2.0"),
+        ({"mask_threshold": 1.0}, r"mask_threshold must be < 1 \(.*\), got 1.0"),
     ):
         native = _native.DecodeSettings(**{**dataclasses.asdict(wanted), **bad})
         with pytest.raises(ValueError, match=message):

@@ -8,17 +8,64 @@ test checks that its defaults equal these. ``Tracker.settings`` is a :class:`Dec
 
 Lengths are in model-input pixels (the model's S x S grid), so they do not depend on the size of
 the frame.
+
+Out-of-range values are refused when the settings are made (``DecodeSettings(...)``,
+:meth:`DecodeSettings.replace`, so also ``Tracker(..., score_threshold=...)`` and
+``Tracker.configure``), with a ``ValueError`` naming the field and the value. The native engine's
+check (``check_decode_settings`` in ``src/cpp/runtime/decode_settings.cpp``) refuses the same
+values with the same messages; tests/test_settings.py holds the two to that.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 # Scores that enter the electrode AP: low, so the precision-recall curve reaches far into recall
 # (COCO AP integrates over every score). Validation during training and `cathtrack eval` use it.
 EVAL_SCORE_THRESHOLD = 0.05
+
+_INT32_MAX = 2**31 - 1
+
+
+def _finite_non_negative(value: float) -> bool:
+    return math.isfinite(value) and value >= 0
+
+
+# The range of each field, as (rule, test) pairs checked in order; the first field (in declaration
+# order) whose value fails a test is refused with "<field> must be <rule>, got <value>". The same
+# rules, in the same order and words, as check_decode_settings() in
+# src/cpp/runtime/decode_settings.cpp. Float fields are tested at float32, the precision the engine
+# holds them in, so both accept and refuse the same values (1e-50 is a spacing_tolerance of 0 there).
+_RULES: dict[str, tuple[tuple[str, Callable[[float], bool]], ...]] = {
+    "score_threshold": (
+        ("finite and >= 0", _finite_non_negative),
+        # A heatmap score is a sigmoid: above 1, no electrode could pass.
+        ("<= 1 (a heatmap score is a probability)", lambda v: v <= 1),
+    ),
+    "max_peaks": ((">= 0", lambda v: v >= 0), (f"<= {_INT32_MAX}", lambda v: v <= _INT32_MAX)),
+    "mask_threshold": (
+        ("finite and >= 0", _finite_non_negative),
+        # A pixel is catheter where its probability is strictly above the threshold.
+        ("< 1 (a pixel is catheter where its probability is above it)", lambda v: v < 1),
+    ),
+    "min_centerline_length": (("finite and >= 0", _finite_non_negative),),
+    "max_assign_distance": (("finite and >= 0", _finite_non_negative),),
+    "spacing_tolerance": (("finite and > 0", lambda v: math.isfinite(v) and v > 0),),
+    "tip_lookback": (("finite and >= 0", _finite_non_negative),),
+}
+
+
+def _as_float32(value: float) -> float:
+    """The float32 nearest to ``value`` (+-inf beyond float32's range), as the engine holds it."""
+    try:
+        return struct.unpack("f", struct.pack("f", value))[0]
+    except OverflowError:
+        return math.copysign(math.inf, value)
 
 
 @dataclass(frozen=True)
@@ -71,9 +118,21 @@ class DecodeSettings:
             kind = int if item.type in ("int", int) else float
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise TypeError(f"{item.name} must be a number, got {value!r}")
-            if kind is int and float(value) != int(value):
+            if kind is int and not (isinstance(value, int) or value.is_integer()):
                 raise TypeError(f"{item.name} must be an integer, got {value!r}")
+            if kind is float and isinstance(value, int) and abs(value) > 2**1023:
+                value = math.inf if value > 0 else -math.inf  # beyond any float: refused below
             object.__setattr__(self, item.name, kind(value))
+        self._check_ranges()
+
+    def _check_ranges(self) -> None:
+        """Raises ValueError naming the first field out of its range (see _RULES)."""
+        for name, rules in _RULES.items():
+            value = getattr(self, name)
+            held = value if isinstance(value, int) else _as_float32(value)
+            for rule, test in rules:
+                if not test(held):
+                    raise ValueError(f"{name} must be {rule}, got {value!r}")
 
     @classmethod
     def names(cls) -> tuple[str, ...]:
@@ -84,7 +143,8 @@ class DecodeSettings:
         """A copy with some fields changed.
 
         Raises:
-            ValueError: an unknown field name (the message lists the known ones).
+            ValueError: an unknown field name (the message lists the known ones), or a value out
+                of its field's range (the message names both).
             TypeError: a value that is not a number.
         """
         unknown = sorted(set(changes) - set(self.names()))
@@ -105,13 +165,18 @@ class DecodeSettings:
         return _native.DecodeSettings(**self.as_dict())
 
     def check(self) -> DecodeSettings:
-        """These settings when the native engine accepts them (one check for both backends).
+        """These settings, checked by both checks: this class's ranges (the ones every instance
+        already passed when it was made) and the native engine's, which refuses the same values.
+
+        Ranges: thresholds and lengths finite and >= 0; score_threshold <= 1 and
+        mask_threshold < 1 (probabilities: beyond that nothing passes); max_peaks in
+        [0, 2^31 - 1]; spacing_tolerance finite and > 0.
 
         Raises:
-            ValueError: the engine's refusal, naming the bad value (negative or non-finite
-                thresholds and lengths, negative max_peaks, a spacing_tolerance not > 0).
+            ValueError: "<field> must be <rule>, got <value>" for the first bad field.
         """
         from cathtrack import _native
 
+        self._check_ranges()
         _native.check_decode_settings(self.to_native())
         return self

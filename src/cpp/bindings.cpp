@@ -7,7 +7,6 @@
 #include <pybind11/stl.h>
 #include <torch/version.h>
 
-#include <charconv>
 #include <cstdint>
 #include <memory>
 #include <stdexcept>
@@ -16,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "postprocess/arguments.hpp"
 #include "postprocess/centerline.hpp"
 #include "postprocess/geometry.hpp"
 #include "postprocess/patterns.hpp"
@@ -93,13 +93,29 @@ py::dict build_info() {
   return info;
 }
 
-py::tuple find_peaks(const CArray<float>& heatmap, float threshold, int max_peaks) {
+// A Python integer that must fit in [0, 2^31 - 1] (a count the core holds in an int): one clear
+// ValueError for any other, instead of pybind11's list of overloads for one beyond 32 bits.
+int as_count(const py::handle& value, const char* name) {
+  const auto number = py::reinterpret_steal<py::object>(PyNumber_Index(value.ptr()));
+  if (!number) throw py::error_already_set();  // TypeError: not an integer
+  int overflow = 0;
+  const long long count = PyLong_AsLongLongAndOverflow(number.ptr(), &overflow);
+  if (count == -1 && PyErr_Occurred()) throw py::error_already_set();
+  const std::string text = py::str(number).cast<std::string>();
+  // On overflow count is -1 and overflow the sign.
+  if (overflow < 0 || (overflow == 0 && count < 0)) pp::refuse(name, ">= 0", text);
+  if (overflow > 0 || count > INT32_MAX) pp::refuse(name, "<= 2147483647", text);
+  return static_cast<int>(count);
+}
+
+py::tuple find_peaks(const CArray<float>& heatmap, float threshold, const py::object& max_peaks) {
   require_image(heatmap, "heatmap");
+  const int count = as_count(max_peaks, "max_peaks");
   const int height = static_cast<int>(heatmap.shape(0)), width = static_cast<int>(heatmap.shape(1));
   std::vector<pp::Peak> peaks;
   {
     py::gil_scoped_release release;
-    peaks = pp::find_peaks(heatmap.data(), height, width, threshold, max_peaks);
+    peaks = pp::find_peaks(heatmap.data(), height, width, threshold, count);
   }
   const auto n = static_cast<py::ssize_t>(peaks.size());
   py::array_t<float> xy({n, py::ssize_t{2}});
@@ -191,8 +207,11 @@ py::tuple classify_spacing(const CArray<float>& ordered,
 
 // ---- runtime: frames in, engine results out ---------------------------------------------------
 
-// A (H, W) uint8, uint16 or float32 array as a C-contiguous frame; `keep` holds a contiguous copy
-// when the input was not C-contiguous. Other dtypes are a TypeError (tracker.py converts them
+// A (H, W) uint8, uint16 or float32 array as a C-contiguous frame of native byte order; `keep`
+// holds a converted copy when the input was not C-contiguous or not in native byte order (a
+// big-endian DICOM's pixels). The dtype is matched by value (kind and size), never by identity:
+// a frame that went through pickle (multiprocessing, ProcessPoolExecutor, Ray) has a dtype equal
+// to numpy's but not numpy's own object. Other dtypes are a TypeError (tracker.py converts them
 // first).
 rt::FrameView as_frame(const py::array& frame, py::array& keep) {
   if (frame.ndim() != 2) {
@@ -204,19 +223,27 @@ rt::FrameView as_frame(const py::array& frame, py::array& keep) {
     throw py::value_error("frame is too large (a side over 65536 pixels)");
   }
   rt::FrameView view;
-  if (frame.dtype().is(py::dtype::of<std::uint8_t>())) {
-    keep = CArray<std::uint8_t>::ensure(frame);
+  const py::dtype dtype = frame.dtype();
+  const char kind = dtype.kind();  // structured and sub-array dtypes are kind 'V'
+  const py::ssize_t size = dtype.itemsize();
+  // ensure() converts to the native byte order and C order; it gives a null object when numpy
+  // cannot convert, which cannot happen for these dtypes but is checked all the same.
+  py::object converted;
+  if (kind == 'u' && size == 1) {
+    converted = CArray<std::uint8_t>::ensure(frame);
     view.type = rt::PixelType::kUint8;
-  } else if (frame.dtype().is(py::dtype::of<std::uint16_t>())) {
-    keep = CArray<std::uint16_t>::ensure(frame);
+  } else if (kind == 'u' && size == 2) {
+    converted = CArray<std::uint16_t>::ensure(frame);
     view.type = rt::PixelType::kUint16;
-  } else if (frame.dtype().is(py::dtype::of<float>())) {
-    keep = CArray<float>::ensure(frame);
+  } else if (kind == 'f' && size == 4) {
+    converted = CArray<float>::ensure(frame);
     view.type = rt::PixelType::kFloat32;
-  } else {
-    throw py::type_error("frame dtype must be uint8, uint16 or float32, got " +
-                         py::str(frame.dtype()).cast<std::string>());
   }
+  if (!converted) {
+    throw py::type_error("frame dtype must be uint8, uint16 or float32, got " +
+                         py::str(dtype).cast<std::string>());
+  }
+  keep = py::reinterpret_borrow<py::array>(converted);
   view.data = keep.data();
   view.height = static_cast<int>(frame.shape(0));
   view.width = static_cast<int>(frame.shape(1));
@@ -300,16 +327,8 @@ bool same_settings(const rt::DecodeSettings& a, const rt::DecodeSettings& b) {
   return equal;
 }
 
-// A float32 as Python would print the float it names (shortest round trip: 0.3, 10.0).
-std::string format_value(float value) {
-  char buffer[32];
-  const auto [end, error] = std::to_chars(buffer, buffer + sizeof(buffer), value);
-  std::string text(buffer, error == std::errc() ? end : buffer);
-  if (text == "-nan") return "nan";
-  if (text == "inf" || text == "-inf" || text == "nan") return text;
-  if (text.find_first_of(".e") == std::string::npos) text += ".0";
-  return text;
-}
+// A value as Python would print the float it names (shortest round trip: 0.3, 10.0, 1e-05).
+std::string format_value(float value) { return pp::python_repr(value); }
 
 std::string format_value(int value) { return std::to_string(value); }
 
@@ -462,6 +481,8 @@ PYBIND11_MODULE(_native, m) {
       "cathtrack native core (post-processing, runtime engine); use cathtrack.postprocess and "
       "cathtrack.Tracker, not this module";
   m.def("build_info", &build_info);
+  // Arguments the core refuses (a NaN threshold, negative max_peaks, a NaN or negative min_length
+  // or max_distance, a tolerance not > 0) throw std::invalid_argument: ValueError in Python.
   m.def("find_peaks", &find_peaks, py::arg("heatmap"), py::arg("threshold"), py::arg("max_peaks"));
   m.def("thin", &thin, py::arg("mask"));
   m.def("trace_centerlines", &trace_centerlines, py::arg("skeleton"), py::arg("min_length"));

@@ -13,15 +13,19 @@
 #include <utility>
 #include <vector>
 
+#include "postprocess/arguments.hpp"
 #include "postprocess/centerline.hpp"
 #include "postprocess/geometry.hpp"
 #include "postprocess/patterns.hpp"
 #include "postprocess/peaks.hpp"
 #include "postprocess/thinning.hpp"
+#include "reference.hpp"
 #include "runtime/decode_settings.hpp"
 
 namespace pp = cathtrack::postprocess;
 namespace rt = cathtrack::runtime;
+using cathtrack::testing::reference_peak_indices;
+using cathtrack::testing::reference_thin;
 
 namespace {
 
@@ -37,6 +41,17 @@ void check(bool condition, const char* what, int detail = 0) {
 }
 
 using Image = std::vector<std::uint8_t>;
+
+// The message of the std::invalid_argument `call` throws, "" when it throws none.
+template <typename Call>
+std::string refusal_of(Call&& call) {
+  try {
+    call();
+  } catch (const std::invalid_argument& error) {
+    return error.what();
+  }
+  return "";
+}
 
 Image random_blobs(std::mt19937& rng, int h, int w) {
   Image image(static_cast<std::size_t>(h) * w, 0);
@@ -111,6 +126,38 @@ void test_thinning(std::mt19937& rng) {
     pp::thin(again.data(), h, w);
     check(again == skeleton, "thinning is idempotent", trial);
   }
+  // Testing only the pixels whose neighbourhood changed gives what testing every foreground pixel
+  // gives, iteration for iteration: random blobs, noise of every density, solid rectangles.
+  std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+  for (int trial = 0; trial < 300; ++trial) {
+    const int h = size(rng), w = size(rng);
+    Image input;
+    if (trial % 3 == 0) {
+      input = random_blobs(rng, h, w);
+    } else if (trial % 3 == 1) {
+      const float density = unit(rng);
+      input.resize(static_cast<std::size_t>(h) * w);
+      for (auto& pixel : input) pixel = unit(rng) < density ? static_cast<std::uint8_t>(rng()) : 0;
+    } else {
+      input.assign(static_cast<std::size_t>(h) * w, 7);
+    }
+    Image fast = input, plain = input;
+    const int fast_iterations = pp::thin(fast.data(), h, w);
+    const int plain_iterations = reference_thin(plain.data(), h, w);
+    check(fast == plain && fast_iterations == plain_iterations,
+          "thin equals the plain Guo-Hall loop", trial);
+  }
+  // A solid square peels one layer per iteration: 256 x 256 takes ~128 iterations, and testing
+  // only the pixels next to the last deletions keeps that linear in the pixels.
+  Image square(256 * 256, 1), plain = square;
+  check(pp::thin(square.data(), 256, 256) == reference_thin(plain.data(), 256, 256) &&
+            square == plain,
+        "a solid square thins as the plain loop thins it");
+  check(
+      refusal_of([] { pp::thin(nullptr, -1, 4); }) == "image size must not be negative, got -1 x 4",
+      "thin refuses a negative size");
+  check(refusal_of([] { pp::thin(nullptr, 46340, 46340); }).rfind("image is too large", 0) == 0,
+        "thin refuses an image whose padded copy has 2^31 pixels");
 }
 
 void test_peaks(std::mt19937& rng) {
@@ -138,6 +185,37 @@ void test_peaks(std::mt19937& rng) {
   peaks = pp::find_peaks(plateau.data(), 5, 5, 0.5f, 10);
   check(peaks.size() == 1 && peaks[0].index == 6, "plateau gives its first pixel");
   check(pp::find_peaks(plateau.data(), 5, 5, 0.5f, 0).empty(), "max_peaks 0 gives none");
+  // Non-finite values are never peaks and never suppress a neighbour: every score is finite.
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  std::vector<float> broken(6 * 6, 0.0f);
+  broken[1 * 6 + 1] = inf;
+  broken[1 * 6 + 2] = 0.8f;  // beside +inf
+  broken[4 * 6 + 4] = -inf;
+  broken[4 * 6 + 3] = 0.6f;  // beside -inf
+  peaks = pp::find_peaks(broken.data(), 6, 6, 0.1f, 10);
+  check(peaks.size() == 2 && peaks[0].index == 8 && peaks[1].index == 27,
+        "+-inf are no peaks and suppress nothing", static_cast<int>(peaks.size()));
+  // Values near the largest floats overflow the raw parabola fit (inf / inf): no offset, not NaN.
+  const float big = std::numeric_limits<float>::max();
+  const float overflowing[] = {0.9f * big, big, -0.9f * big};
+  peaks = pp::find_peaks(overflowing, 1, 3, 0.0f, 10);
+  check(peaks.size() == 1 && peaks[0].x == 1.0f && peaks[0].y == 0.0f,
+        "an overflowing fit gives no offset (found by the fuzz driver)");
+  for (const float value : {inf, -inf, nan}) {
+    const std::vector<float> flat(4 * 5, value);
+    check(pp::find_peaks(flat.data(), 4, 5, -inf, 10).empty(), "a non-finite image has no peaks");
+  }
+  check(refusal_of([&] { pp::find_peaks(broken.data(), 6, 6, nan, 10); }) ==
+            "threshold must not be NaN",
+        "a NaN threshold is refused");
+  check(refusal_of([&] { pp::find_peaks(broken.data(), 6, 6, 0.5f, -1); }) ==
+            "max_peaks must be >= 0, got -1",
+        "a negative max_peaks is refused");
+  check(refusal_of([&] {
+          pp::find_peaks(broken.data(), 65536, 65536, 0.5f, 1);
+        }).rfind("image is too large", 0) == 0,
+        "an image of 2^32 pixels is refused before it is read");
   // Random heatmaps with NaN and infinities: sorted, above threshold, within the image,
   // never two adjacent peaks.
   std::uniform_int_distribution<int> size(1, 48);
@@ -152,10 +230,12 @@ void test_peaks(std::mt19937& rng) {
       v = unit(rng) < 0.05f ? specials[rng() % 5] : std::round(unit(rng) * 8.0f) / 8.0f;
     }
     const auto found = pp::find_peaks(map.data(), hh, ww, 0.25f, 64);
-    bool ok = true;
+    const auto expected = reference_peak_indices(map.data(), hh, ww, 0.25f, 64);
+    bool ok = found.size() == expected.size();
+    for (std::size_t i = 0; ok && i < found.size(); ++i) ok &= found[i].index == expected[i];
     for (std::size_t i = 0; i < found.size(); ++i) {
       const auto& p = found[i];
-      ok &= p.score >= 0.25f && p.index >= 0 && p.index < hh * ww;
+      ok &= p.score >= 0.25f && std::isfinite(p.score) && p.index >= 0 && p.index < hh * ww;
       ok &= std::fabs(p.x - static_cast<float>(p.index % ww)) <= 0.5f;
       ok &= std::fabs(p.y - static_cast<float>(p.index / ww)) <= 0.5f;
       if (i > 0) ok &= pp::peak_before(found[i - 1], p);
@@ -186,39 +266,9 @@ float distance_to_segment(const pp::Point& p, float x0, float y0, float x1, floa
   return std::hypot(p.x - x0 - t * dx, p.y - y0 - t * dy);
 }
 
-// Invariants of any trace: end points are skeleton pixels; points stay inside the image and move
-// at most one 8-connected step at a time (the smoothing averages such steps); the traced length is
-// at least min_length.
 bool valid_trace(const std::vector<pp::Polyline>& traced, const Image& skeleton, int h, int w,
                  float min_length) {
-  bool ok = true;
-  for (const auto& polyline : traced) {
-    if (polyline.empty()) return false;
-    for (const pp::Point& end : {polyline.front(), polyline.back()}) {
-      const int r = static_cast<int>(end.y), c = static_cast<int>(end.x);
-      ok &= end.x == static_cast<float>(c) && end.y == static_cast<float>(r);
-      ok &= r >= 0 && r < h && c >= 0 && c < w && skeleton[r * w + c];
-    }
-    float length = 0.0f;
-    for (std::size_t i = 0; i < polyline.size(); ++i) {
-      ok &= polyline[i].x >= 0.0f && polyline[i].x <= w - 1.0f;
-      ok &= polyline[i].y >= 0.0f && polyline[i].y <= h - 1.0f;
-      if (i > 0) {
-        const float step =
-            std::hypot(polyline[i].x - polyline[i - 1].x, polyline[i].y - polyline[i - 1].y);
-        ok &= step <= 1.41422f;
-        length += step;
-      }
-    }
-    // Smoothing only shortens the pixel path, whose length passed the filter.
-    ok &= polyline.size() == 1 || length <= static_cast<float>(polyline.size()) * 1.41422f;
-    ok &= min_length <= 0.0f || polyline.size() > 1;
-  }
-  for (std::size_t i = 1; i < traced.size(); ++i) {
-    const auto index = [w](const pp::Point& p) { return static_cast<int>(p.y) * w + p.x; };
-    ok &= index(traced[i - 1].front()) <= index(traced[i].front());
-  }
-  return ok;
+  return cathtrack::testing::valid_trace(traced, skeleton.data(), h, w, min_length);
 }
 
 void test_centerlines(std::mt19937& rng) {
@@ -234,6 +284,16 @@ void test_centerlines(std::mt19937& rng) {
   }
   check(pp::trace_centerlines(line.data(), h, w, 100.0f).empty(), "short lines dropped");
   check(pp::trace_centerlines(nullptr, 0, 0, 1.0f).empty(), "empty skeleton");
+  for (const float bad :
+       {-1.0f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    check(refusal_of([&] {
+            pp::trace_centerlines(line.data(), h, w, bad);
+          }).rfind("min_length must be finite and >= 0, got ", 0) == 0,
+          "a negative or non-finite min_length is refused");
+  }
+  check(refusal_of([&] { pp::trace_centerlines(line.data(), h, w, -0.5f); }) ==
+            "min_length must be finite and >= 0, got -0.5",
+        "the refusal names the value as Python prints it");
 
   // Two 5 px strokes crossing at 40, 60 and 90 degrees: one polyline on each.
   for (const float angle : {40.0f, 60.0f, 90.0f}) {
@@ -354,6 +414,18 @@ void test_patterns(std::mt19937& rng) {
   const auto groups = pp::group_by_centerline(assignments, lines.size());
   check(groups[0] == std::vector<std::int32_t>{1, 0}, "ordered along the line");
   check(pp::assign_electrodes(lines, nullptr, 0, 3.0f).empty(), "no electrodes");
+  for (const float bad :
+       {-1.0f, std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity()}) {
+    check(refusal_of([&] {
+            pp::assign_electrodes(lines, electrodes, 4, bad);
+          }).rfind("max_distance must be finite and >= 0, got ", 0) == 0,
+          "a negative or non-finite max_distance is refused");
+  }
+  check(refusal_of([&] { pp::assign_electrodes(lines, electrodes, 4, -2.0f); }) ==
+            "max_distance must be finite and >= 0, got -2.0",
+        "the refusal names the value as Python prints it");
+  check(pp::assign_electrodes(lines, electrodes, 4, 0.0f)[0].centerline == -1,
+        "max_distance 0 assigns only electrodes on a centerline");
 
   const std::vector<pp::SpacingTemplate> templates = {{0, {4, 10, 4}}, {1, {7, 7, 7}}, {2, {10}}};
   const pp::Point quad[] = {{0, 0}, {8, 0}, {28, 0}, {36, 0}};  // 4-10-4 at scale 2
@@ -368,6 +440,19 @@ void test_patterns(std::mt19937& rng) {
   check(pp::classify_spacing(pair, 1, templates).type == -1, "one electrode is unknown");
   const pp::Point same[] = {{1, 1}, {1, 1}, {1, 1}};
   check(pp::classify_spacing(same, 3, templates).type == -1, "coincident points are unknown");
+  for (const float bad : {0.0f, -0.1f, std::numeric_limits<float>::quiet_NaN(),
+                          std::numeric_limits<float>::infinity()}) {
+    check(refusal_of([&] {
+            pp::classify_spacing(quad, 4, templates, bad);
+          }).rfind("tolerance must be finite and > 0, got ", 0) == 0,
+          "a tolerance that is not finite and > 0 is refused");
+  }
+  // Types are labels: the largest int32 costs no more memory than 0 and scores the same.
+  std::vector<pp::SpacingTemplate> relabelled = templates;
+  relabelled[0].type = std::numeric_limits<std::int32_t>::max();
+  const auto big = pp::classify_spacing(quad, 4, relabelled);
+  check(big.type == relabelled[0].type && big.variant == 0 && big.score == result.score,
+        "a huge type is a label like any other");
   std::uniform_real_distribution<float> coordinate(-100.0f, 100.0f);
   for (int trial = 0; trial < 200; ++trial) {
     std::vector<pp::Point> points(rng() % 25);
@@ -425,6 +510,56 @@ void test_decode_settings() {
   both.max_peaks = -1;
   both.spacing_tolerance = 0.0f;
   check(refusal(both) == "max_peaks must be >= 0, got -1", "the first bad value is named");
+  // Probabilities: a score_threshold above 1 or a mask_threshold of 1 lets nothing through.
+  rt::DecodeSettings ones;
+  ones.score_threshold = 1.0f;
+  ones.mask_threshold = 0.999f;
+  check(refusal(ones).empty(), "score_threshold 1 and mask_threshold just below 1 are accepted");
+  rt::DecodeSettings score;
+  score.score_threshold = 2.0f;
+  check(
+      refusal(score) == "score_threshold must be <= 1 (a heatmap score is a probability), got 2.0",
+      "a score_threshold above 1 is refused");
+  rt::DecodeSettings mask;
+  mask.mask_threshold = 1.0f;
+  check(refusal(mask) ==
+            "mask_threshold must be < 1 (a pixel is catheter where its probability is above it), "
+            "got 1.0",
+        "a mask_threshold of 1 is refused");
+  rt::DecodeSettings order;  // field order: score_threshold comes before max_peaks
+  order.score_threshold = 1.5f;
+  order.max_peaks = -1;
+  check(refusal(order).rfind("score_threshold", 0) == 0, "fields are checked in their order");
+}
+
+// Values in messages print as Python's repr() prints the float they name.
+void test_python_repr() {
+  const std::pair<float, const char*> cases[] = {
+      {0.3f, "0.3"},
+      {2.0f, "2.0"},
+      {-1.0f, "-1.0"},
+      {0.0f, "0.0"},
+      {-0.0f, "-0.0"},
+      {0.0001f, "0.0001"},
+      {1e-5f, "1e-05"},
+      {100000.0f, "100000.0"},
+      {123456.5f, "123456.5"},
+      {1e15f, "1000000000000000.0"},
+      {1e16f, "1e+16"},
+      {1.5e20f, "1.5e+20"},
+      {std::numeric_limits<float>::max(), "3.4028235e+38"},
+      {std::numeric_limits<float>::denorm_min(), "1e-45"},
+      {std::numeric_limits<float>::infinity(), "inf"},
+      {-std::numeric_limits<float>::infinity(), "-inf"},
+      {std::numeric_limits<float>::quiet_NaN(), "nan"},
+      {-std::numeric_limits<float>::quiet_NaN(), "nan"},
+  };
+  int index = 0;
+  for (const auto& [value, text] : cases) {
+    const std::string got = pp::python_repr(value);
+    check(got == text, "python_repr", index++);
+    if (got != text) std::printf("  python_repr: got %s, want %s\n", got.c_str(), text);
+  }
 }
 
 }  // namespace
@@ -436,6 +571,7 @@ int main() {
   test_centerlines(rng);
   test_patterns(rng);
   test_decode_settings();
+  test_python_repr();
   std::printf("postprocess selftest: %d checks, %d failed\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

@@ -10,6 +10,8 @@
 #include <tuple>
 #include <utility>
 
+#include "arguments.hpp"
+
 namespace cathtrack::postprocess {
 
 namespace {
@@ -560,8 +562,10 @@ int distance_to_border(std::int32_t p, int height, int width) {
 
 std::vector<Polyline> trace_centerlines(const std::uint8_t* skeleton, int height, int width,
                                         float min_length) {
+  require_image_size(height, width);
+  require_finite_non_negative("min_length", min_length);
   std::vector<Polyline> centerlines;
-  if (height <= 0 || width <= 0) return centerlines;
+  if (height == 0 || width == 0) return centerlines;
   std::vector<Pixels> paths = SkeletonGraph(skeleton, height, width).pixel_paths();
   std::vector<Pixels> kept;
   for (Pixels& path : paths) {

@@ -34,6 +34,8 @@ namespace cathtrack::postprocess {
 // fixed), so points are sub-pixel and the polyline's length is the curve's length, not that of a
 // staircase. Polylines are returned in raster order of their first point (ties: of their last).
 // Memory: a few per-pixel arrays, no allocation per pixel.
+// Throws std::invalid_argument for a min_length that is not finite and >= 0, a negative size, or
+// an image of 2^31 pixels or more.
 std::vector<Polyline> trace_centerlines(const std::uint8_t* skeleton, int height, int width,
                                         float min_length);
 

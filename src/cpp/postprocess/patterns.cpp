@@ -3,7 +3,10 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <map>
 #include <numeric>
+
+#include "arguments.hpp"
 
 namespace cathtrack::postprocess {
 
@@ -39,7 +42,9 @@ Projection project(const Polyline& line, Point p) {
 
 std::vector<Assignment> assign_electrodes(const std::vector<Polyline>& centerlines,
                                           const Point* electrodes, int count, float max_distance) {
-  std::vector<Assignment> assignments(static_cast<std::size_t>(std::max(count, 0)),
+  require_finite_non_negative("max_distance", max_distance);
+  require_non_negative("count", count);
+  std::vector<Assignment> assignments(static_cast<std::size_t>(count),
                                       Assignment{-1, 0.0f, std::numeric_limits<float>::infinity()});
   for (int e = 0; e < count; ++e) {
     Assignment& a = assignments[e];
@@ -62,18 +67,24 @@ std::vector<std::vector<std::int32_t>> group_by_centerline(
       groups[c].push_back(static_cast<std::int32_t>(e));
     }
   }
+  // NaN (from NaN centerline points) sorts last: a comparison with NaN in it would not be the
+  // strict weak ordering stable_sort needs.
+  const auto key = [&](std::int32_t e) {
+    const float arc = assignments[e].arc_length;
+    return std::isnan(arc) ? std::numeric_limits<float>::infinity() : arc;
+  };
   for (auto& group : groups) {
-    std::stable_sort(group.begin(), group.end(), [&](std::int32_t a, std::int32_t b) {
-      return assignments[a].arc_length < assignments[b].arc_length;
-    });
+    std::stable_sort(group.begin(), group.end(),
+                     [&](std::int32_t a, std::int32_t b) { return key(a) < key(b); });
   }
   return groups;
 }
 
 Classification classify_spacing(const Point* ordered, int count,
                                 const std::vector<SpacingTemplate>& templates, float tolerance) {
+  require_finite_positive("tolerance", tolerance);
   Classification best{-1, -1, 0.0f};
-  if (count < 2 || !(tolerance > 0.0f)) return best;
+  if (count < 2) return best;
   std::vector<float> observed(static_cast<std::size_t>(count - 1));
   for (int i = 0; i + 1 < count; ++i) {
     observed[i] = std::hypot(ordered[i + 1].x - ordered[i].x, ordered[i + 1].y - ordered[i].y);
@@ -84,8 +95,9 @@ Classification classify_spacing(const Point* ordered, int count,
   const std::size_t gaps = observed.size();
   // The best match of each type; the winner's score is then discounted by its share of all
   // types' best matches, so a pattern several devices fit (two electrodes fit every template
-  // perfectly) gets a low confidence instead of 1.
-  std::vector<float> type_best;
+  // perfectly) gets a low confidence instead of 1. Keyed by type, in ascending order (the order of
+  // the sum below): types are labels, any int32, not sizes to allocate.
+  std::map<std::int32_t, float> type_best;
   for (std::size_t t = 0; t < templates.size(); ++t) {
     const std::vector<float>& spacing = templates[t].spacing;
     if (spacing.size() < gaps || templates[t].type < 0) continue;
@@ -106,13 +118,13 @@ Classification classify_spacing(const Point* ordered, int count,
       }
       const float relative = std::sqrt(residual_sq / observed_norm_sq) / tolerance;
       const float score = std::exp(-0.5f * relative * relative) * coverage;
-      const auto type = static_cast<std::size_t>(templates[t].type);
-      if (type >= type_best.size()) type_best.resize(type + 1, 0.0f);
-      type_best[type] = std::max(type_best[type], score);
+      float& type_score = type_best[templates[t].type];  // 0 when new
+      type_score = std::max(type_score, score);
       if (score > best.score) best = {templates[t].type, static_cast<std::int32_t>(t), score};
     }
   }
-  const float total = std::accumulate(type_best.begin(), type_best.end(), 0.0f);
+  float total = 0.0f;
+  for (const auto& entry : type_best) total += entry.second;
   if (best.type >= 0 && total > 0.0f) best.score *= best.score / total;
   return best;
 }

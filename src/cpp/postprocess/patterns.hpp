@@ -16,6 +16,7 @@ struct Assignment {
 
 // Projects each electrode (x, y) onto the nearest centerline segment. Electrodes within
 // max_distance pixels are assigned to it; ties between centerlines go to the lower index.
+// Throws std::invalid_argument for a max_distance that is not finite and >= 0 or a negative count.
 std::vector<Assignment> assign_electrodes(const std::vector<Polyline>& centerlines,
                                           const Point* electrodes, int count, float max_distance);
 
@@ -47,7 +48,8 @@ struct Classification {
 // The best fit names the type; its score is fit * fit / (sum over types of each type's best
 // fit): 1 only for a good, complete fit no other type shares, lower where the pattern is
 // ambiguous (two electrodes fit every device). Fewer than two electrodes give {-1, -1, 0}.
-// Ties keep the earlier template.
+// Ties keep the earlier template; templates with a negative type are ignored. Throws
+// std::invalid_argument for a tolerance that is not finite and > 0.
 Classification classify_spacing(const Point* ordered, int count,
                                 const std::vector<SpacingTemplate>& templates,
                                 float tolerance = 0.15f);

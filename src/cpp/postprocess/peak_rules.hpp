@@ -34,7 +34,8 @@ CT_HOST_DEVICE inline float portable_log(float x) {
 // Offset in [-0.5, 0.5] of the maximum of the curve through (-1, left), (0, centre), (1, right).
 // A parabola through the logarithms (a Gaussian fit) when all three values are positive: exact for
 // sampled Gaussians, which is what a CenterNet heatmap approximates. A parabola through the raw
-// values otherwise. 0 when the curve is not strictly concave (plateau) or a value is not finite.
+// values otherwise. 0 when the curve is not strictly concave (plateau), a value is not finite, or
+// the fit overflows (inf / inf from values near the largest floats).
 CT_HOST_DEVICE inline bool is_finite(float v) { return v - v == 0.0f; }
 
 CT_HOST_DEVICE inline float peak_offset(float left, float centre, float right) {
@@ -48,13 +49,16 @@ CT_HOST_DEVICE inline float peak_offset(float left, float centre, float right) {
   const float curvature = left - 2.0f * centre + right;
   if (!(curvature < 0.0f)) return 0.0f;
   float offset = 0.5f * (left - right) / curvature;
+  // inf / inf, where raw values near the float range overflow both: no vertex to speak of.
+  if (offset != offset) return 0.0f;
   if (offset > 0.5f) offset = 0.5f;
   if (offset < -0.5f) offset = -0.5f;
   return offset;
 }
 
-// A value that takes part in comparisons: NaN counts as -infinity (never a peak, never suppresses).
-CT_HOST_DEVICE inline float comparable(float v) { return v == v ? v : -INFINITY; }
+// A value that takes part in comparisons: a value that is not finite (NaN, +inf, -inf: a broken
+// network output, never a probability) counts as -infinity, so it never suppresses a neighbour.
+CT_HOST_DEVICE inline float comparable(float v) { return is_finite(v) ? v : -INFINITY; }
 
 // The tie rule of the 3x3 non-maximum suppression, one neighbour at a time. A pixel is a peak when
 // it is strictly greater than the neighbours that come before it in raster order and greater or
@@ -65,10 +69,12 @@ CT_HOST_DEVICE inline bool beats_neighbour(float value, float neighbour, int dy,
   return neighbour_first ? value > neighbour : value >= neighbour;
 }
 
-// The 3x3 non-maximum suppression test of pixel (row, col) holding `value`: it beats every
-// neighbour inside the image under the tie rule above, NaN neighbours counting as -infinity.
+// The 3x3 non-maximum suppression test of pixel (row, col) holding `value`: a finite value that
+// beats every neighbour inside the image under the tie rule above, non-finite neighbours counting
+// as -infinity. A non-finite value is never a peak (an infinite score would be one downstream).
 CT_HOST_DEVICE inline bool is_peak(const float* heatmap, int height, int width, std::int64_t row,
                                    int col, float value) {
+  if (!is_finite(value)) return false;
   for (int dy = -1; dy <= 1; ++dy) {
     const std::int64_t r = row + dy;
     if (r < 0 || r >= height) continue;

@@ -1,21 +1,26 @@
 #include "peaks.hpp"
 
 #include <algorithm>
+#include <cmath>
 
+#include "arguments.hpp"
 #include "peak_rules.hpp"
 
 namespace cathtrack::postprocess {
 
 std::vector<Peak> find_peaks(const float* heatmap, int height, int width, float threshold,
                              int max_peaks) {
+  require_image_size(height, width);
+  if (std::isnan(threshold)) throw std::invalid_argument("threshold must not be NaN");
+  require_non_negative("max_peaks", max_peaks);
   std::vector<Peak> peaks;
-  if (max_peaks <= 0) return peaks;
+  if (max_peaks == 0) return peaks;
   for (int row = 0; row < height; ++row) {
     const float* line = heatmap + static_cast<std::ptrdiff_t>(row) * width;
     for (int col = 0; col < width; ++col) {
       const float value = line[col];
-      if (!(value >= threshold)) continue;  // also rejects NaN
-      if (!is_peak(heatmap, height, width, row, col, value)) continue;
+      if (!(value >= threshold)) continue;                              // also rejects NaN
+      if (!is_peak(heatmap, height, width, row, col, value)) continue;  // and +-inf
       const float dx = (col > 0 && col + 1 < width) ? peak_offset(comparable(line[col - 1]), value,
                                                                   comparable(line[col + 1]))
                                                     : 0.0f;

@@ -66,10 +66,22 @@ constexpr ThinningTables build_thinning_tables() {
 
 inline constexpr ThinningTables kThinningTables = build_thinning_tables();
 
+// Neither sub-iteration deletes a pixel whose eight neighbours are all foreground, which is what
+// lets thin() look at the border of the foreground only.
+static_assert(kThinningTables.deletes[0][255] == 0 && kThinningTables.deletes[1][255] == 0);
+
 // Thins a row-major (height, width) binary image in place (nonzero = foreground; output 0/1).
 // Borders are treated as background, like skimage's mode='constant'. Iterates to convergence:
 // each iteration runs sub-iteration 1 then 2, each deciding every deletion from the image as it
 // was before that sub-iteration (parallel thinning). Returns the number of iterations run.
+//
+// Time is linear in the number of pixels: a sub-iteration tests only the pixels whose
+// neighbourhood changed since it last tested them (at first, the foreground pixels with a
+// background neighbour), since the same neighbourhood gives the same decision. A solid
+// 4096 x 4096 mask takes well under a second, not the minute that testing every foreground pixel
+// on each of its ~2000 iterations took. Memory: about 2 bytes per pixel plus the lists of pixels
+// to test. Throws std::invalid_argument for a negative size or one whose padded copy
+// ((height + 2) x (width + 2)) has 2^31 pixels or more.
 int thin(std::uint8_t* image, int height, int width);
 
 }  // namespace cathtrack::postprocess

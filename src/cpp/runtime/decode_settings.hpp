@@ -21,8 +21,12 @@ struct DecodeSettings {
   float tip_lookback = 10.0f;
 };
 
-// Throws std::invalid_argument naming the first bad value: a negative max_peaks, thresholds and
-// lengths that are not finite and >= 0, a spacing_tolerance that is not finite and > 0.
+// Throws std::invalid_argument "<field> must be <rule>, got <value>" for the first bad field in
+// declaration order: thresholds and lengths that are not finite and >= 0, a score_threshold
+// above 1 or a mask_threshold of 1 or more (no electrode or pixel could pass them: both are
+// probabilities), a negative max_peaks, a spacing_tolerance that is not finite and > 0. The value
+// prints as Python prints it; cathtrack.settings.DecodeSettings refuses the same values with the
+// same messages (tests/test_settings.py).
 void check_decode_settings(const DecodeSettings& settings);
 
 }  // namespace cathtrack::runtime
