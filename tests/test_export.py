@@ -240,3 +240,76 @@ def test_cli_export_rejects_bad_input_with_one_line(
 def test_cli_export_names_a_missing_checkpoint(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nothing"), "--format", "ts"]) == 2
     assert "no model found" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------- refusing bad model files
+
+CORPUS_MODELS = Path(__file__).resolve().parent / "data" / "malformed" / "models"
+
+
+def _package_of_torch(path: Path, torch_version: str) -> Path:
+    """The corpus's metadata-only .pt2 with ``torch_version`` recorded."""
+    import zipfile
+
+    with zipfile.ZipFile(CORPUS_MODELS / "foreign_torch.pt2") as source:
+        entries = {info.filename: source.read(info) for info in source.infolist()}
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, data in entries.items():
+            if name.endswith("_metadata.json"):
+                data = json.dumps({**json.loads(data), "torch_version": torch_version})
+            archive.writestr(name, data)
+    return path
+
+
+@pytest.mark.parametrize("backend", ["native", "python"])
+def test_a_pt2_of_another_torch_is_refused_before_it_is_loaded(monkeypatch, backend):
+    import cathtrack
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the package was opened")
+
+    monkeypatch.setattr(_native, "Engine", must_not_load)
+    monkeypatch.setattr(torch._inductor, "aoti_load_package", must_not_load)
+    path = CORPUS_MODELS / "foreign_torch.pt2"
+    with pytest.raises(ValueError) as raised:
+        cathtrack.Tracker(path, device="cpu", backend=backend)
+    message = str(raised.value)
+    assert message.startswith(f"{path}: compiled by torch 2.1.0+cpu but this is torch ")
+    assert torch.__version__ in message and "export it again" in message and "\n" not in message
+
+
+def test_a_pt2_of_this_torch_passes_the_check(tmp_path):
+    path = _package_of_torch(tmp_path / "here.pt2", torch.__version__)
+    assert export.check_model_file(path)["torch_version"] == torch.__version__
+    assert export.running_torch_version() == torch.__version__
+
+
+def test_an_unloadable_package_is_refused_on_one_line(tmp_path):
+    import cathtrack
+
+    path = _package_of_torch(tmp_path / "empty.pt2", torch.__version__)  # no compiled code
+    with pytest.raises(_native.ModelFileError) as raised:
+        cathtrack.Tracker(path, device="cpu")
+    assert str(raised.value).startswith(f"{path}: cannot load the AOTInductor package")
+    assert "\n" not in str(raised.value)
+
+
+def test_cached_export_names_a_missing_json_instead_of_errno(checkpoint, tmp_path):
+    weights = tmp_path / "alone.safetensors"
+    weights.write_bytes(checkpoint.read_bytes())
+    with pytest.raises(FileNotFoundError) as raised:
+        export.cached_export(weights, "ts")
+    assert str(raised.value).startswith(f"{tmp_path / 'alone.json'}: model metadata not found")
+    assert "Errno" not in str(raised.value)
+
+
+def test_export_refuses_corrupt_weights_and_writes_nothing(tmp_path):
+    with pytest.raises(ValueError, match="bitflip.safetensors: the weights are corrupt"):
+        export.export_model(CORPUS_MODELS / "bitflip.safetensors", tmp_path / "m.ts", "ts")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_exports_of_a_hashed_checkpoint_record_the_same_hash(checkpoint):
+    document = json.loads(checkpoint.with_suffix(".json").read_text())
+    metadata = export.build_metadata(checkpoint, document, "ts", "cpu", False)
+    assert metadata["source_sha256"] == document["weights_sha256"]

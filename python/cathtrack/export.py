@@ -53,12 +53,10 @@ def output_strides(heatmap_stride: int) -> str:
 
 
 def file_sha256(path: str | Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for block in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    """Hex SHA-256 of a file's bytes (:func:`cathtrack.checkpoint.file_sha256`)."""
+    from cathtrack.checkpoint import file_sha256 as sha256_of_file
+
+    return sha256_of_file(path)
 
 
 def inductor_configs(device: str) -> dict:
@@ -215,14 +213,58 @@ def read_model_metadata(path: str | Path) -> dict[str, str]:
     Raises:
         FileNotFoundError: no such file.
         ValueError (``cathtrack._native.ModelFileError``): wrong suffix, corrupt or foreign
-            file, or metadata this build does not understand; the message names the file.
+            file, or metadata this build does not understand; the message names the file and
+            is one line.
     """
     from cathtrack import _native
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
-    return dict(_native.read_model_metadata(str(path)))
+    try:
+        return dict(_native.read_model_metadata(str(path)))
+    except _native.ModelFileError as error:
+        raise _native.ModelFileError(" ".join(str(error).split())) from None
+
+
+def running_torch_version() -> str:
+    """The version of the torch in this process (``torch.__version__``), read without importing
+    torch when it is not imported yet (the native engine links the same libtorch)."""
+    import sys
+
+    if "torch" in sys.modules:
+        return str(sys.modules["torch"].__version__)
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        return str(torch.__version__)
+
+
+def check_model_file(path: str | Path) -> dict[str, str]:
+    """:func:`read_model_metadata`, and for a ``.pt2`` the torch version it was compiled with.
+
+    An AOTInductor package holds machine code built against one torch's C++ ABI; loaded by
+    another torch it can crash the process instead of raising, so it is refused here, before
+    the engine or ``torch._inductor`` opens it. (A ``.ts`` file is portable across versions.)
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: what :func:`read_model_metadata` refuses, or a ``.pt2`` from another torch.
+    """
+    path = Path(path)
+    metadata = read_model_metadata(path)
+    if path.suffix == ".pt2":
+        recorded, running = metadata.get("torch_version", ""), running_torch_version()
+        if recorded != running:
+            raise ValueError(
+                f"{path}: compiled by torch {recorded or '(version not recorded)'} but this is "
+                f"torch {running}; an AOTInductor .pt2 runs only with the torch that built it "
+                "(another one can crash the process): export it again here "
+                "(cathtrack export CHECKPOINT --format pt2)"
+            )
+    return metadata
 
 
 # ---- the export cache ---------------------------------------------------------------------------
@@ -277,12 +319,21 @@ def cached_export(
     """The cached model file of a checkpoint, exported first if it is not in the cache yet.
 
     Two processes exporting the same entry at once both write complete files and the last
-    rename wins, so a reader always finds a whole file.
+    rename wins, so a reader always finds a whole file. The checkpoint is checked first
+    (:func:`cathtrack.checkpoint.read_metadata`; the weights hash and architecture by
+    :func:`~cathtrack.checkpoint.load_model` when it is exported).
+
+    Raises:
+        FileNotFoundError: a missing weights or JSON file (named).
+        ValueError: a checkpoint that fails a check (named).
     """
-    from cathtrack.checkpoint import model_paths
+    from cathtrack.checkpoint import model_paths, read_metadata
 
     check_device(device, half)
     weights, _ = model_paths(checkpoint)
+    read_metadata(checkpoint)  # a missing or foreign JSON: a clear error naming it, not errno 2
+    if not weights.is_file():
+        raise FileNotFoundError(f"{weights}: model weights not found")
     key = cache_key(checkpoint, model_format, device, half)
     path = cache_dir() / f"{weights.stem}-{key[:24]}.{model_format}"
     if not path.is_file():

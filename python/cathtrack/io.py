@@ -7,24 +7,40 @@ are in OpenCV's BGR order. The file type is decided by content where it is cheap
 
 A file that cannot be read is reported as a :class:`ReadError` whose message is one line naming the
 file and the reason; :func:`iter_inputs` yields those and carries on with the remaining inputs.
+A file that is read only in part (a truncated video or JPEG, a TIFF with undecodable pages) is
+never passed off as whole: its readable frames come first, then a ReadError saying how many of
+how many frames were read. Values that would make every frame meaningless (a DICOM rescale of
+NaN or infinity) are refused. Frames always come back in native byte order. The decoders' own
+chatter on stderr (FFmpeg's) is silenced, since the ReadError says what went wrong; set
+``OPENCV_FFMPEG_LOGLEVEL`` (e.g. 24) before importing cathtrack to see it again.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
-import numpy as np
+# FFmpeg (inside OpenCV) prints its own lines ("moov atom not found") for a damaged video, and
+# reads this variable only when OpenCV is first imported: quiet unless the user says otherwise.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
+
+import cv2  # noqa: E402 (after the variable above)
+import numpy as np  # noqa: E402
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp"})
 TIFF_SUFFIXES = frozenset({".tif", ".tiff"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv"})
 DICOM_SUFFIXES = frozenset({".dcm", ".dicom", ".dic"})
 KNOWN_SUFFIXES = IMAGE_SUFFIXES | TIFF_SUFFIXES | VIDEO_SUFFIXES | DICOM_SUFFIXES
+# Containers whose frame count comes from an index (exact); others (MKV) estimate it from the
+# duration, so a shortfall of a frame or 2 % is tolerated there before a video counts as cut.
+INDEXED_VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov"})
+JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
 
 _DICOM_MAGIC_OFFSET = 128
 _DICOM_MAGIC = b"DICM"
@@ -149,20 +165,48 @@ def _has_dicom_magic(path: Path) -> bool:
         return False
 
 
+def _native_order(image: np.ndarray) -> np.ndarray:
+    """The array in the machine's byte order (big-endian DICOM pixels come back swapped)."""
+    if image.dtype.isnative:
+        return image
+    return image.astype(image.dtype.newbyteorder("="))
+
+
 def _read_image(path: Path) -> Iterator[Frame]:
+    if path.suffix.lower() in JPEG_SUFFIXES and _jpeg_is_truncated(path):
+        # libjpeg would decode the part that is there, grey below, and only print a warning.
+        raise ReadError(path, "truncated JPEG (its last scan has no end-of-image marker)")
     # IMREAD_UNCHANGED keeps 16-bit depth and the channel count (gray stays (H, W)).
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ReadError(path, "not a readable image (corrupt or unsupported encoding)")
-    yield Frame(image, 0, str(path))
+    yield Frame(_native_order(image), 0, str(path))
+
+
+def _jpeg_is_truncated(path: Path) -> bool:
+    """Whether a JPEG's last start-of-scan marker (FF DA) has no end-of-image marker (FF D9)
+    after it. Entropy-coded data never holds FF D9 (FF is stuffed as FF 00), so a file cut
+    anywhere in its scans has none; a thumbnail's EOI comes before the main image's scans."""
+    data = path.read_bytes()
+    if not data.startswith(b"\xff\xd8"):
+        return False  # not a JPEG at all: cv2 says so
+    return data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
 
 
 def _read_tiff(path: Path) -> Iterator[Frame]:
+    try:
+        expected = int(cv2.imcount(str(path), cv2.IMREAD_UNCHANGED))
+    except cv2.error:
+        expected = 0
     ok, pages = cv2.imreadmulti(str(path), flags=cv2.IMREAD_UNCHANGED)
-    if not ok or not pages:
+    if not pages:
         raise ReadError(path, "not a readable TIFF (corrupt or unsupported encoding)")
-    for index, page in enumerate(pages):
-        yield Frame(page, index, str(path))
+    for index, page in enumerate(pages):  # pages of different sizes are all kept
+        yield Frame(_native_order(page), index, str(path))
+    if len(pages) < expected:
+        raise ReadError(path, f"damaged TIFF: decoded {len(pages)} of {expected} pages")
+    if not ok:
+        raise ReadError(path, f"damaged TIFF: decoded {len(pages)} pages, then a page failed")
 
 
 def _read_video(path: Path) -> Iterator[Frame]:
@@ -170,6 +214,7 @@ def _read_video(path: Path) -> Iterator[Frame]:
     try:
         if not capture.isOpened():
             raise ReadError(path, "not a readable video (corrupt or no decoder for its codec)")
+        expected = max(int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0), 0)
         index = 0
         while True:
             ok, image = capture.read()
@@ -179,34 +224,53 @@ def _read_video(path: Path) -> Iterator[Frame]:
             index += 1
         if index == 0:
             raise ReadError(path, "video contains no decodable frame")
+        tolerance = 0 if path.suffix.lower() in INDEXED_VIDEO_SUFFIXES else max(1, expected // 50)
+        if expected - index > tolerance:
+            raise ReadError(
+                path,
+                f"truncated or damaged video: decoded {index} of {expected} frames "
+                "(the frames before the damage were read)",
+            )
     finally:
         capture.release()
 
 
 def _read_dicom(path: Path) -> Iterator[Frame]:
-    import pydicom  # imported on first use: most callers never touch DICOM
-
-    dataset = pydicom.dcmread(str(path), force=not _has_dicom_magic(path))
-    if "PixelData" not in dataset:
-        raise ReadError(path, "DICOM file has no pixel data (not an image, or truncated)")
-    pixels = dataset.pixel_array
-    frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
-    if frame_count == 1:
-        pixels = pixels[None]  # pixel_array drops the frame axis of single-frame files
-    pixels = _dicom_to_display_values(dataset, pixels)
-    spacing = dicom_pixel_spacing_mm(dataset)
-    if pixels.ndim == 4:  # (frames, H, W, 3) colour; pydicom returns RGB, cathtrack uses BGR
-        pixels = pixels[..., ::-1]
+    pixels, spacing = _decode_dicom(path)
     for index, image in enumerate(pixels):
         yield Frame(np.ascontiguousarray(image), index, str(path), spacing)
 
 
-def _dicom_to_display_values(dataset, pixels: np.ndarray) -> np.ndarray:
+def _decode_dicom(path: Path) -> tuple[np.ndarray, float | None]:
+    """(frames, H, W[, 3]) display values in native byte order, and the pixel spacing."""
+    import pydicom  # imported on first use: most callers never touch DICOM
+
+    # pydicom warns (on stderr) about every malformed value it converts; what matters is
+    # refused below with a ReadError, the rest is read as pydicom best can.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dataset = pydicom.dcmread(str(path), force=not _has_dicom_magic(path))
+        if "PixelData" not in dataset:
+            raise ReadError(path, "DICOM file has no pixel data (not an image, or truncated)")
+        pixels = _native_order(dataset.pixel_array)
+        frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
+        if frame_count == 1:
+            pixels = pixels[None]  # pixel_array drops the frame axis of single-frame files
+        pixels = _dicom_to_display_values(dataset, pixels, path)
+        spacing = dicom_pixel_spacing_mm(dataset)
+    if pixels.ndim == 4:  # (frames, H, W, 3) colour; pydicom returns RGB, cathtrack uses BGR
+        pixels = pixels[..., ::-1]
+    return pixels, spacing
+
+
+def _dicom_to_display_values(dataset, pixels: np.ndarray, path: str | Path = "") -> np.ndarray:
     """Stored values -> values where larger = brighter: mask unused bits, invert MONOCHROME1, rescale.
 
     MONOCHROME1 ("minimum is white") is inverted within the stored bit range so that, as for
     MONOCHROME2, dense objects are dark. RescaleSlope/RescaleIntercept (the modality LUT) are
-    applied when present and not the identity; the result is then float32.
+    applied when present and not the identity; the result is then float32. A rescale that is
+    not a finite number (NaN, infinity, text) is a ReadError naming ``path``: applied, it would
+    turn every pixel into NaN and the frame into zero detections without a word.
     """
     bits_stored = int(dataset.get("BitsStored", pixels.dtype.itemsize * 8))
     signed = int(dataset.get("PixelRepresentation", 0)) == 1
@@ -220,11 +284,27 @@ def _dicom_to_display_values(dataset, pixels: np.ndarray) -> np.ndarray:
             else (0, (1 << bits_stored) - 1)
         )
         pixels = (low + high - pixels.astype(np.int64)).astype(pixels.dtype)
-    slope = float(dataset.get("RescaleSlope", 1) or 1)
-    intercept = float(dataset.get("RescaleIntercept", 0) or 0)
+    slope = _rescale_value(dataset, "RescaleSlope", 1.0, path)
+    intercept = _rescale_value(dataset, "RescaleIntercept", 0.0, path)
     if (slope, intercept) != (1.0, 0.0):
         pixels = pixels.astype(np.float32) * np.float32(slope) + np.float32(intercept)
     return pixels
+
+
+def _rescale_value(dataset, keyword: str, default: float, path: str | Path) -> float:
+    """A modality-LUT value; absent or empty -> ``default``; not a finite number -> ReadError."""
+    value = dataset.get(keyword)
+    if value is None or value == "":
+        return default
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = math.nan
+    if not math.isfinite(number):
+        raise ReadError(
+            path, f"{keyword} is {value!r}, not a finite number: the pixel values cannot be used"
+        )
+    return number if number != 0 or keyword != "RescaleSlope" else default
 
 
 def dicom_pixel_spacing_mm(dataset) -> float | None:

@@ -222,18 +222,22 @@ class Tracker:
         if not source.exists():
             raise FileNotFoundError(f"{source}: model not found")
         if backend == "native":
-            if source.suffix not in _EXPORTED_SUFFIXES:
-                from cathtrack.export import cached_export
+            from cathtrack.export import cached_export, check_model_file
 
+            if source.suffix not in _EXPORTED_SUFFIXES:
                 source = cached_export(source, export_format, self.device, half)
+            check_model_file(source)  # before the engine opens it: a .pt2 of another torch
             from cathtrack import _native
             from cathtrack.postprocess import spacing_templates
 
             templates = [(index, list(spacing)) for index, spacing in spacing_templates()]
-            self._engine = _native.Engine(
-                str(source), device=self.device, threads=int(threads),
-                templates=templates, settings=self.settings.to_native(),
-            )  # fmt: skip
+            try:
+                self._engine = _native.Engine(
+                    str(source), device=self.device, threads=int(threads),
+                    templates=templates, settings=self.settings.to_native(),
+                )  # fmt: skip
+            except _native.ModelFileError as error:  # libtorch's reasons span several lines
+                raise _native.ModelFileError(" ".join(str(error).split())) from None
             self.metadata: dict[str, str] = dict(self._engine.metadata())
             self.input_size = int(self._engine.input_size)
         else:
@@ -368,9 +372,9 @@ class _ReferencePipeline:
 
         self.dtype = half_dtype(device) if half else torch.float32
         if source.suffix in _EXPORTED_SUFFIXES:
-            from cathtrack.export import read_model_metadata
+            from cathtrack.export import check_model_file
 
-            self.metadata = read_model_metadata(source)
+            self.metadata = check_model_file(source)  # a .pt2 of another torch is refused
             self.input_size = int(self.metadata["input_size"])
             if source.suffix == ".ts":
                 self.forward = torch.jit.load(str(source), map_location=device).eval()
