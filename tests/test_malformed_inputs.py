@@ -311,10 +311,6 @@ def test_eval_on_a_truncated_annotation_file_is_one_line(model_runs):
 # The data readers and the eval/negatives loops are not guarded yet (python/cathtrack/data/coco.py,
 # data/folders.py, cli/eval.py, cli/negatives.py belong to other work): these document the gap and
 # turn into failures (XPASS, strict) once it is closed, to be made plain tests then.
-GAP = "the data readers / eval and negatives loops do not turn this into one line yet"
-
-
-@pytest.mark.xfail(strict=True, reason=GAP)
 @pytest.mark.parametrize(
     ("key", "name"),
     [

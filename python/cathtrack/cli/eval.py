@@ -291,7 +291,10 @@ def run(args: argparse.Namespace) -> int:
     samples, predictions = [], []
     with tqdm(total=count, desc="eval", unit="frame") as progress:
         for start in range(0, count, args.batch):
-            batch = [reader[i] for i in range(start, min(start + args.batch, count))]
+            try:
+                batch = [reader[i] for i in range(start, min(start + args.batch, count))]
+            except (OSError, ValueError) as error:  # every frame has ground truth: stop
+                raise CliError(str(error)) from error
             predictions += predict(model, [s.image for s in batch], size, settings, device)
             samples += batch
             progress.update(len(batch))

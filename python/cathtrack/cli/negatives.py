@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from cathtrack.settings import DecodeSettings
@@ -28,7 +29,8 @@ EXAMPLES = """  cathtrack negatives data/angiograms/testing
       --overlays overlays
 
 The folder holds image/mask pairs (same stem; masks non-zero on contrast-filled vessels).
-exit status: 0 on success, 2 on bad arguments or an unreadable folder."""
+exit status: 0 on success, 1 when some image/mask pair could not be read (one line each; the
+rest are scored), 2 on bad arguments or an unreadable folder."""
 
 # Figures per frame; the summary gives their mean, median and 90th percentile.
 FRAME_KEYS = ("vessel_marked", "frame_marked", "catheters", "electrodes")
@@ -118,15 +120,22 @@ def run(args: argparse.Namespace) -> int:
     if args.overlays is not None:
         args.overlays.mkdir(parents=True, exist_ok=True)
 
-    rows = []
+    rows, failed = [], 0
     for index in tqdm(range(count), desc="negatives", unit="frame"):
-        sample = reader[index]
+        try:
+            sample = reader[index]
+        except (OSError, ValueError) as error:  # one unreadable pair: say so, score the rest
+            print(f"cathtrack negatives: {error}", file=sys.stderr)
+            failed += 1
+            continue
         result = tracker(sample.image)
         row = {"image": reader.pairs[index][0].name, **frame_figures(result, sample.mask)}
         rows.append(row)
         if args.overlays is not None:
             overlay = draw(sample.image, result, scale=2)
             cv2.imwrite(str(args.overlays / f"{Path(row['image']).stem}.png"), overlay)
+    if not rows:
+        raise CliError(f"{args.folder}: no frame could be read")
     summary = summarise(rows)
     summary_text = (
         f"{int(summary['frames'])} frames of {args.folder}\n"
@@ -151,4 +160,4 @@ def run(args: argparse.Namespace) -> int:
             "frames": rows,
         }
         args.json.write_text(json.dumps(document, indent=2) + "\n")
-    return 0
+    return 1 if failed else 0

@@ -287,8 +287,13 @@ class CocoReader:
         path = self.root / annotations
         if not path.is_file():
             raise FileNotFoundError(f"no COCO annotation file at {path}")
-        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-            self.coco = COCO(str(path))
+        try:
+            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+                self.coco = COCO(str(path))
+        except (AssertionError, ValueError, KeyError, TypeError) as error:
+            # pycocotools asserts on a non-object file and fails deep inside on bad records.
+            reason = str(error) or type(error).__name__
+            raise ValueError(f"{path}: not a COCO annotation file ({reason})") from error
         self._image_ids = [image["id"] for image in self.coco.dataset["images"]]
         self._roles = {
             c["id"]: _category_role(c["name"]) for c in self.coco.dataset.get("categories", [])
