@@ -188,6 +188,7 @@ def test_eval_table_shows_every_ap():
         (["run", "missing_data"], "no such file or folder"),
         (["run", "data", "--device", "tpu"], "--device"),
         (["run", "data", "--batch", "0"], "--batch"),
+        (["run", "data", "--score-threshold", "2"], "--score-threshold must be in"),
     ],
 )
 def test_eval_bad_input_gives_one_clear_line(dataset_and_model, capsys, arguments, message):

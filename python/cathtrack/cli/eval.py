@@ -263,6 +263,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.batch < 1:
         raise CliError(f"--batch must be >= 1, got {args.batch}")
+    if not 0.0 <= args.score_threshold <= 1.0:  # a heatmap score is a probability
+        raise CliError(f"--score-threshold must be in [0, 1], got {args.score_threshold}")
     try:
         device = pick_device(args.device)
     except ValueError as error:
