@@ -226,6 +226,7 @@ def sequence_frames(model, reader, size: int, args: argparse.Namespace, device: 
 
 
 def run_sequences(model, reader, size: int, args: argparse.Namespace, device: str) -> int:
+    from cathtrack.checkpoint import write_text_atomic
     from cathtrack.cli import CliError
     from cathtrack.data.coco import CocoReader
     from cathtrack.tracking_metrics import tracking_metrics
@@ -243,7 +244,7 @@ def run_sequences(model, reader, size: int, args: argparse.Namespace, device: st
         print(f"{key:<16}" + "".join(f"{v:>14.4f}" for v in values))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(_json_safe(metrics), indent=2))
+        write_text_atomic(args.json, json.dumps(_json_safe(metrics), indent=2))
         print(f"wrote {args.json}")
     return 0
 
@@ -252,7 +253,7 @@ def run(args: argparse.Namespace) -> int:
     import torch
     from tqdm import tqdm
 
-    from cathtrack.checkpoint import load_model
+    from cathtrack.checkpoint import load_model, write_text_atomic
     from cathtrack.cli import CliError
     from cathtrack.data.coco import CocoReader
     from cathtrack.data.readers import open_reader
@@ -324,7 +325,7 @@ def run(args: argparse.Namespace) -> int:
     print(format_table(metrics))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(_json_safe(metrics), indent=2))
+        write_text_atomic(args.json, json.dumps(_json_safe(metrics), indent=2))
         print(f"wrote {args.json}")
     if args.detections:
         files = evaluation_files(samples, predictions, image_ids, ground_truth=ground_truth)

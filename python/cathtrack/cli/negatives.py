@@ -159,5 +159,7 @@ def run(args: argparse.Namespace) -> int:
             "summary": summary,
             "frames": rows,
         }
-        args.json.write_text(json.dumps(document, indent=2) + "\n")
+        from cathtrack.checkpoint import write_text_atomic
+
+        write_text_atomic(args.json, json.dumps(document, indent=2) + "\n")
     return 1 if failed else 0

@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -301,6 +302,7 @@ def check_config(config: TrainConfig) -> None:
         raise ConfigError(f"val_every must be >= 0, got {config.val_every}")
     if config.data.num_workers < 0:
         raise ConfigError(f"data.num_workers must be >= 0, got {config.data.num_workers}")
+    _check_ranges(config)
     crop = config.data.crop
     if crop is not None and (crop <= 0 or crop % 32 or crop >= config.data.size):
         raise ConfigError(
@@ -330,6 +332,51 @@ def check_config(config: TrainConfig) -> None:
                 f"{where}: the synthetic validation set uses the training seed {train.seed}; "
                 "give data.val.seed another value so validation frames are never trained on"
             )
+
+
+def _check_range(
+    key: str, value: float, low: float, high: float, *, open_low=False, open_high=False
+) -> None:
+    """Refuses a value outside [low, high] (ends excluded where ``open_*``) or not finite."""
+    too_low = value <= low if open_low else value < low
+    too_high = value >= high if open_high else value > high
+    if not math.isfinite(value) or too_low or too_high:
+        left, right = "(" if open_low else "[", ")" if open_high else "]"
+        raise ConfigError(f"{key} must be in {left}{low}, {high}{right}, got {value}")
+
+
+def _check_ranges(config: TrainConfig) -> None:
+    """Numbers that would make a run silently wrong (e.g. a negative ``grad_clip`` makes torch
+    negate the gradients: gradient ascent) or fail deep inside torch."""
+    inf = math.inf
+    optimizer, schedule = config.optimizer, config.schedule
+    _check_range("optimizer.lr", optimizer.lr, 0.0, inf, open_low=True, open_high=True)
+    for index, beta in enumerate(optimizer.betas):
+        _check_range(f"optimizer.betas[{index}]", beta, 0.0, 1.0, open_high=True)
+    _check_range("optimizer.weight_decay", optimizer.weight_decay, 0.0, inf, open_high=True)
+    _check_range("optimizer.eps", optimizer.eps, 0.0, inf, open_low=True, open_high=True)
+    if schedule.warmup_steps < 0:
+        raise ConfigError(f"schedule.warmup_steps must be >= 0, got {schedule.warmup_steps}")
+    _check_range("schedule.warmup_start_ratio", schedule.warmup_start_ratio, 0.0, 1.0,
+                 open_low=True)  # fmt: skip
+    _check_range("schedule.min_lr_ratio", schedule.min_lr_ratio, 0.0, 1.0)
+    _check_range("schedule.gamma", schedule.gamma, 0.0, 1.0, open_low=True)
+    for index, milestone in enumerate(schedule.milestones):
+        _check_range(f"schedule.milestones[{index}]", milestone, 0.0, 1.0)
+    if config.grad_clip is not None:
+        _check_range("grad_clip", config.grad_clip, 0.0, inf, open_low=True, open_high=True)
+    _check_range("size_weight", config.size_weight, 0.0, inf, open_high=True)
+    strategies = [("prioritization", config.prioritization)] + [
+        (f"stages.{index}.prioritization", stage.prioritization)
+        for index, stage in enumerate(config.stages)
+        if stage.prioritization is not None
+    ]
+    for where, strategy in strategies:
+        _check_range(f"{where}.kpi_ema", strategy.kpi_ema, 0.0, 1.0, open_low=True)
+        _check_range(f"{where}.sample_momentum", strategy.sample_momentum, 0.0, 1.0)
+        _check_range(f"{where}.kappa_min", strategy.kappa_min, 0.0, 1.0, open_low=True)
+        _check_range(f"{where}.warmup_fraction", strategy.warmup_fraction, 0.0, 1.0)
+        _check_range(f"{where}.ramp_fraction", strategy.ramp_fraction, 0.0, 1.0)
 
 
 def _check_choice(key: str, value: str, choices: tuple[str, ...]) -> None:
@@ -372,6 +419,22 @@ def load_config(
     return from_dict(TrainConfig, values)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key given twice in one mapping (plain PyYAML keeps the
+    last one silently, so a run would train with a value the reader of the file did not see)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {key!r}", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def _read_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
     resolved = path.resolve()
     if resolved in chain:
@@ -379,7 +442,7 @@ def _read_yaml(path: Path, chain: tuple[Path, ...]) -> dict:
     if not path.is_file():
         raise ConfigError(f"config file {path} not found")
     try:
-        document = yaml.safe_load(path.read_text()) or {}
+        document = yaml.load(path.read_text(), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({str(error).splitlines()[0]})") from error
     if not isinstance(document, dict):
