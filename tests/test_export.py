@@ -313,3 +313,19 @@ def test_exports_of_a_hashed_checkpoint_record_the_same_hash(checkpoint):
     document = json.loads(checkpoint.with_suffix(".json").read_text())
     metadata = export.build_metadata(checkpoint, document, "ts", "cpu", False)
     assert metadata["source_sha256"] == document["weights_sha256"]
+
+
+def test_the_native_engine_itself_refuses_a_pt2_of_another_torch(tmp_path):
+    # C++ users of the engine get the same protection as the Tracker's Python check.
+    with pytest.raises(_native.ModelFileError) as raised:
+        _native.Engine(str(CORPUS_MODELS / "foreign_torch.pt2"), device="cpu")
+    message = str(raised.value)
+    assert "compiled by torch 2.1.0+cpu but this engine links torch" in message
+    assert "export the model again" in message
+    release = torch.__version__.split("+")[0]
+    assert f"links torch {release};" in message
+    # The same release with another local label ("+cpu", "+cu130") is not refused for it.
+    other_label = _package_of_torch(tmp_path / "label.pt2", release + "+cu999")
+    with pytest.raises(_native.ModelFileError) as raised:
+        _native.Engine(str(other_label), device="cpu")
+    assert "compiled by torch" not in str(raised.value)

@@ -6,6 +6,7 @@
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 #include <torch/csrc/jit/api/module.h>
 #include <torch/csrc/jit/serialization/import.h>
+#include <torch/version.h>
 
 #include <array>
 #include <filesystem>
@@ -94,6 +95,23 @@ void check_cpu_capability(const ModelSpec& spec, const std::string& path) {
   }
 }
 
+// An AOTInductor package calls into the libtorch that compiled it: run by another torch it can
+// crash the process, so refuse one whose recorded torch release differs from the linked one.
+// Local version labels ("+cpu", "+cu130") are ignored: the ABI is the release's.
+void check_torch_version(const Metadata& metadata, const std::string& path) {
+  const auto recorded = metadata.find("torch_version");
+  if (recorded == metadata.end()) return;  // older files: the Python loader warns about them
+  auto release = [](const std::string& version) { return version.substr(0, version.find('+')); };
+  const std::string linked = std::to_string(TORCH_VERSION_MAJOR) + "." +
+                             std::to_string(TORCH_VERSION_MINOR) + "." +
+                             std::to_string(TORCH_VERSION_PATCH);
+  if (release(recorded->second) != linked) {
+    throw ModelFileError(path + ": compiled by torch " + recorded->second +
+                         " but this engine links torch " + linked +
+                         "; export the model again with this torch");
+  }
+}
+
 class TorchScriptModel final : public ModelFile {
  public:
   TorchScriptModel(const std::string& path, const c10::Device& device, Metadata metadata,
@@ -179,6 +197,7 @@ std::unique_ptr<ModelFile> ModelFile::open(const std::string& path, const c10::D
     throw ModelFileError(path + ": compiled for device '" + spec.device + "', cannot run on '" +
                          device_type + "'; export it with --device " + device_type);
   }
+  check_torch_version(metadata, path);
   if (!device.is_cuda()) check_cpu_capability(spec, path);
   return std::make_unique<PackageModel>(path, device, std::move(metadata), std::move(spec));
 }
