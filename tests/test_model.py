@@ -12,7 +12,11 @@ import torch
 
 from cathtrack.coordinates import HEATMAP_STRIDES, OUTPUT_STRIDE
 from cathtrack.model import CathNet, ModelConfig, build_model, summary
+from cathtrack.data.synth import preset, render
 from cathtrack.model.backbones import BACKBONES, build_backbone
+from cathtrack.model.net import CENTER_PRIOR, center_prior
+from cathtrack.train.losses import focal_loss
+from cathtrack.train.targets import collate_batch
 
 # torch.jit is deprecated since torch 2.11 but the .ts path must keep working on the pinned torch.
 JIT_DEPRECATED = pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:DeprecationWarning")
@@ -114,14 +118,37 @@ def test_input_size_not_multiple_of_32_is_a_clear_error():
         model(torch.rand(1, 3, 64, 64))
 
 
+def _first_step_centre_gradient(stride: int, prior: float) -> torch.Tensor:
+    """Focal-loss gradient on the centre head's output weights at the first step, 4 frames."""
+    samples = [render(preset("clinical", size=128), seed=seed) for seed in range(4)]
+    batch = collate_batch(samples, stride=stride)
+    model = _lite(stride=stride).train()
+    torch.nn.init.constant_(model.center_head.out.bias, -math.log((1 - prior) / prior))
+    _, heatmap, _ = model(batch["image"])
+    focal_loss(heatmap, batch["heatmap"]).mean().backward()
+    return model.center_head.out.weight.grad.flatten()
+
+
+@pytest.mark.parametrize("stride", HEATMAP_STRIDES)
+def test_centre_prior_lets_the_first_step_raise_some_output_weights(stride):
+    # The head's inputs are ReLU features (>= 0): a weight whose gradient is negative grows, and
+    # only such weights can make a peak rise above sigmoid(bias). At CenterNet's 0.1 the 16x more
+    # negative cells of a stride-1 map push every weight down (the trap center_prior avoids).
+    gradient = _first_step_centre_gradient(stride, center_prior(stride))
+    assert (gradient < 0).sum().item() >= gradient.numel() // 4
+    if stride == 1:
+        assert (_first_step_centre_gradient(stride, CENTER_PRIOR) < 0).sum().item() == 0
+
+
 @pytest.mark.parametrize("stride", HEATMAP_STRIDES)
 def test_initialisation_kaiming_bn_ones_and_center_prior(stride):
     model = _lite(stride=stride)
+    prior = {4: 0.1, 2: 0.025, 1: 0.00625}[stride]  # CenterNet's 0.1 at stride 4, x (s / 4)^2
     bias = model.center_head.out.bias.item()
-    assert bias == pytest.approx(-math.log(9), abs=1e-6)  # -2.197, CenterNet's prior 0.1
+    assert bias == pytest.approx(-math.log((1 - prior) / prior), abs=1e-6)
     with torch.no_grad():
         _, heatmap, _ = model(torch.rand(1, 1, 64, 64))
-    assert heatmap.mean().item() == pytest.approx(0.1, abs=0.01)
+    assert heatmap.mean().item() == pytest.approx(prior, rel=0.1)
     for head in (model.segmentation_head, model.center_head, model.size_head):
         assert head.out.weight.std().item() < 2e-3
     for module in model.modules():

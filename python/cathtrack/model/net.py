@@ -57,7 +57,24 @@ from cathtrack.model.backbones import build_backbone, initialize_weights
 from cathtrack.model.config import ModelConfig
 
 INPUT_MULTIPLE = 32  # H and W must be multiples of this
-CENTER_PRIOR = 0.1  # CenterNet's initial heatmap probability: bias = -log((1 - p) / p) = -2.19
+CENTER_PRIOR = 0.1  # CenterNet's initial heatmap probability at stride 4: bias = -2.19
+
+
+def center_prior(stride: int) -> float:
+    """Initial heatmap probability of a model whose heatmap has this stride.
+
+    CenterNet's 0.1 at stride 4 (the paper's, bit for bit), scaled by (s / 4)^2 at finer strides
+    (0.025 at stride 2, 0.00625 at stride 1) so that a frame starts with the same expected
+    probability mass over its cells at every stride. Why: a stride-1 map has 16 times the
+    negative cells of a stride-4 one for the same electrodes. At 0.1 their focal-loss gradient
+    outweighs the positives' about 5 to 1 in the first steps and drives every weight of the
+    centre head's output conv negative (its inputs are ReLU features, never negative); the head
+    then marks electrodes as the places where no feature fires, and its probability can never
+    exceed sigmoid(bias), about 0.2. Every stride-1 ResNet34 run trained from 0.1 ended there
+    (docs/training.md, "The stride-1 head's starting probability"). RetinaNet's 0.01 prior has
+    the same reason.
+    """
+    return CENTER_PRIOR * (stride / 4) ** 2
 
 
 class DecoderStage(nn.Module):
@@ -179,11 +196,12 @@ class CathNet(nn.Module):
     def _initialize(self) -> None:
         initialize_weights(self)
         # The 1x1 output convs start near zero so that every head starts at its bias: the centre
-        # heatmap at CenterNet's prior probability 0.1, the mask at 0.5, the sizes at 0. (Kaiming
+        # heatmap at its prior probability (center_prior), the mask at 0.5, the sizes at 0. (Kaiming
         # fan-out on a 1-channel output would give a saturated random heatmap instead.)
         for head in (self.segmentation_head, self.center_head, self.size_head):
             nn.init.normal_(head.out.weight, std=1e-3)
-        nn.init.constant_(self.center_head.out.bias, -math.log((1 - CENTER_PRIOR) / CENTER_PRIOR))
+        prior = center_prior(self.output_stride)
+        nn.init.constant_(self.center_head.out.bias, -math.log((1 - prior) / prior))
 
     def last_shared_parameters(self) -> list[nn.Parameter]:
         """Weights of the last layer shared by all heads (GradNorm measures gradients there).
