@@ -5,7 +5,8 @@
 
 Starts `cathtrack-ros` in its own process (random ROS_DOMAIN_ID, localhost discovery) and
 publishes --frames small synthetic mono8 frames at --rate, far faster than the node tracks, so
-that most frames are dropped (that path must not leak either); every --malformed-every-th message
+that most frames are never tracked (replaced in the node's depth-1 subscription history while it
+tracks; that path must not leak either); every --malformed-every-th message
 is malformed (the four kinds in turn). The node's resident memory (VmRSS of /proc/PID/status) is
 sampled every --sample-every frames. Prints RSS at the start (after --warmup frames), at the end
 and its maximum, the least-squares slope in MiB per 1000 frames after the warm-up, and the node's
@@ -152,8 +153,8 @@ def main() -> None:
         f"{slope:+.3f} MiB per 1000 frames"
     )
     keys = (
-        "messages_received", "messages_missed", "messages_malformed", "frames_dropped",
-        "frames_processed", "frames_failed",
+        "messages_received", "messages_missed", "messages_malformed", "frames_processed",
+        "frames_failed",
     )  # fmt: skip
     print("node counts: " + ", ".join(f"{k} {counts.get(k, '?')}" for k in keys))
     if args.json:

@@ -21,8 +21,9 @@ import numpy as np
 import pytest
 import rclpy
 from builtin_interfaces.msg import Time
+from cathtrack_msgs.msg import CatheterArray
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
-from geometry_msgs.msg import PoseArray
+from geometry_msgs.msg import Point, PoseArray
 from lifecycle_msgs.srv import ChangeState, GetState
 from rcl_interfaces.srv import SetParameters
 from rclpy.executors import SingleThreadedExecutor
@@ -64,7 +65,8 @@ PYTHON_NODE = ["-p", f"model:={TEST_MODEL}", "-p", "backend:=python", "-p", "dev
                "-p", "threads:=1"]  # fmt: skip
 TIMEOUT_S = 20.0
 TRACKER_STATUS = "cathtrack: tracker"
-RESULT_TOPICS = ("catheter_tips", "electrodes", "catheters")
+RESULT_TOPICS = ("catheters", "catheter_tips", "electrodes", "markers")
+RESULT_TYPES = (CatheterArray, PoseArray, PoseArray, MarkerArray)
 _stamps = iter(range(1000, 10**9))
 
 
@@ -130,7 +132,7 @@ class Client:
         self.received: dict[str, dict[tuple[int, int], object]] = {}
         self.subscriptions = {}
         self.statuses: list[DiagnosticStatus] = []
-        for name, msg_type in zip(RESULT_TOPICS, (PoseArray, PoseArray, MarkerArray), strict=True):
+        for name, msg_type in zip(RESULT_TOPICS, RESULT_TYPES, strict=True):
             self.subscribe(name, msg_type)
         self.node.create_subscription(DiagnosticArray, "/diagnostics", self._diagnose, 10)
         self.executor = SingleThreadedExecutor(context=context)
@@ -301,9 +303,61 @@ def points(marker: Marker) -> np.ndarray:
     return np.array([[p.x, p.y, p.z] for p in marker.points]).reshape(-1, 3)
 
 
+def check_catheters(
+    catheters: CatheterArray, msg: Image, expected: cathtrack.Result, spacing_m: float = 0.0
+) -> None:
+    """The node's typed message for ``msg`` against the Tracker's result: pixels always, metres
+    (and nothing in the _m fields without) when ``spacing_m`` > 0."""
+    assert catheters.header == msg.header
+    assert (catheters.height, catheters.width) == expected.mask.shape
+    assert catheters.pixel_spacing_m == spacing_m
+    assert len(catheters.catheters) == len(expected.catheters)
+    for got, catheter in zip(catheters.catheters, expected.catheters, strict=True):
+        assert (got.track_id, got.type) == (catheter.track_id, catheter.type)
+        assert math.isclose(got.type_score, catheter.type_score, rel_tol=1e-6, abs_tol=1e-7)
+        (x, y), (dx, dy) = catheter.tip, catheter.tip_direction
+        np.testing.assert_allclose(
+            [got.tip_px.position.x, got.tip_px.position.y], (x, y), atol=1e-4
+        )
+        assert got.tip_px.position.z == 0.0
+        np.testing.assert_allclose([got.tip_direction.x, got.tip_direction.y], (dx, dy), atol=1e-6)
+        yaw = 2 * math.atan2(got.tip_px.orientation.z, got.tip_px.orientation.w)
+        if (dx, dy) != (0, 0):
+            np.testing.assert_allclose([math.cos(yaw), math.sin(yaw)], (dx, dy), atol=1e-6)
+        index = np.asarray(catheter.electrodes, np.int64)
+        centerline_px = np.reshape(got.centerline_px, (-1, 2))
+        electrodes_px = np.reshape(got.electrodes_px, (-1, 2))
+        np.testing.assert_allclose(centerline_px, catheter.centerline, atol=1e-4)
+        np.testing.assert_allclose(electrodes_px, expected.electrodes[index], atol=1e-4)
+        np.testing.assert_allclose(got.electrode_scores, expected.scores[index], rtol=1e-6)
+        assert list(got.electrode_index_from_tip) == list(range(len(index)))
+        track_ids = expected.electrode_track_ids
+        assert list(got.electrode_track_ids) == (
+            [int(i) for i in track_ids[index]] if track_ids is not None else [-1] * len(index)
+        )
+        if spacing_m > 0:
+            assert got.tip_m.orientation == got.tip_px.orientation
+            position = got.tip_m.position
+            np.testing.assert_allclose([position.x, position.y], np.multiply((x, y), spacing_m))
+            np.testing.assert_allclose(
+                np.reshape(got.centerline_m, (-1, 2)), centerline_px * spacing_m
+            )
+            np.testing.assert_allclose(
+                np.reshape(got.electrodes_m, (-1, 2)), electrodes_px * spacing_m
+            )
+        else:
+            assert got.tip_m.position == Point() and not got.centerline_m and not got.electrodes_m
+    stages = (catheters.preprocess_ms, catheters.inference_ms, catheters.postprocess_ms)
+    assert min(stages) >= 0.0 and catheters.tracking_ms >= 0.0
+    assert math.isclose(sum(stages) + catheters.tracking_ms, catheters.total_ms, abs_tol=0.01)
+    assert 0.0 < catheters.total_ms < catheters.latency_ms < 1e3 * TIMEOUT_S
+
+
 def check_outputs(outputs: dict, msg: Image, expected: cathtrack.Result, scale: float = 1.0):
-    """The node's tips, electrodes and markers for ``msg`` against the Tracker's result."""
-    tips, electrodes, markers = (outputs[name] for name in RESULT_TOPICS)
+    """The node's typed catheters, tips, electrodes and markers for ``msg`` against the
+    Tracker's result (``scale``: 1 for pixels, else metres per pixel)."""
+    check_catheters(outputs["catheters"], msg, expected, scale if scale != 1.0 else 0.0)
+    tips, electrodes, markers = (outputs[name] for name in RESULT_TOPICS[1:])
     assert tips.header == electrodes.header == msg.header
     np.testing.assert_allclose(xy(electrodes), expected.electrodes * scale, atol=1e-4 * scale)
     np.testing.assert_allclose(

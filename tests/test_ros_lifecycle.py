@@ -78,7 +78,7 @@ def test_lifecycle_through_the_standard_services(tmp_path):
             outputs = client.result(node, stamped(msg))
             expected = tracker(array)
         check_outputs(outputs, msg, expected)
-        lines = [m for m in outputs["catheters"].markers if m.type == Marker.LINE_STRIP]
+        lines = [m for m in outputs["markers"].markers if m.type == Marker.LINE_STRIP]
         assert sorted(m.id for m in lines) == sorted(c.track_id for c in expected.catheters)
         assert lines and all(m.id >= 0 for m in lines), "tracks are confirmed after 3 frames"
 
@@ -102,7 +102,7 @@ def test_lifecycle_through_the_standard_services(tmp_path):
         check_outputs(
             outputs, msg, cathtrack.Tracker(TEST_MODEL, backend="python", device="cpu")(array)
         )
-        assert all(m.id < 0 for m in outputs["catheters"].markers[1:]), "no tracks any more"
+        assert all(m.id < 0 for m in outputs["markers"].markers[1:]), "no tracks any more"
 
         # shutdown ends the process
         assert client.change_state("shutdown")

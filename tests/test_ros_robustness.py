@@ -42,8 +42,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:module 'sre_:DeprecationWarning"
 
 NORMAL_RATE_HZ = 15.0
 # Every message taken from `image` ends in exactly one of these (once the node is idle).
-OUTCOMES = ("messages_malformed", "frames_ignored", "frames_dropped", "frames_processed",
-            "frames_failed")  # fmt: skip
+OUTCOMES = ("messages_malformed", "frames_ignored", "frames_processed", "frames_failed")
 
 
 @pytest.fixture(scope="module")
@@ -169,8 +168,9 @@ def test_4k_frames_are_tracked(running, tracker, tmp_path, dtype):
 
 
 def test_burst_at_ten_times_the_rate(running, tracker):
-    """Two seconds at 10x the normal rate: frames are dropped and counted, never queued, and the
-    newest frame is tracked right after the burst."""
+    """Two seconds at 10x the normal rate: frames are replaced in the depth-1 history while the
+    node tracks (counted as missed), never queued, and the newest frame is tracked right after
+    the burst."""
     node, client = running
     before = _idle_counts(node, client)
     frames = [np.rint(f * 255).astype(np.uint8) for f in synthetic_frames(seed=5, count=8)]
@@ -198,7 +198,7 @@ def test_burst_at_ten_times_the_rate(running, tracker):
     delta = {key: after[key] - before[key] for key in after}
     print(f"{sent} sent in a burst: {delta}, newest tracked {caught_up_s:.2f} s after")
     assert delta["messages_received"] + delta["messages_missed"] == sent
-    assert delta["frames_dropped"] + delta["messages_missed"] >= sent // 2
+    assert delta["messages_missed"] >= sent // 2
     assert delta["frames_processed"] < sent // 2
     assert caught_up_s < 5.0, f"{caught_up_s:.1f} s after the burst: frames were queued"
 

@@ -1,27 +1,32 @@
 """The ``cathtrack`` ROS 2 node (docs/design.md 4.5; topics, units, QoS and lifecycle in docs/ros.md).
 
+It publishes the catheters it finds as typed messages (``~/catheters``,
+cathtrack_msgs/CatheterArray) and, for tools that read only standard messages, as poses
+(``~/catheter_tips``, ``~/electrodes``) and markers (``~/markers``).
+
 A managed (lifecycle) node: ``configure`` loads the model, ``activate`` starts tracking,
 ``deactivate`` stops it (frames are then ignored and counted), ``cleanup`` releases the model,
 ``shutdown`` ends the process. With the parameter ``autostart`` (the default) the node configures
 and activates itself, so ``cathtrack-ros`` alone starts tracking.
 
-The executor thread only converts images and fills a one-slot mailbox; a worker thread runs the
-tracker on the newest frame and publishes. A frame that arrives while one is pending replaces it
-(a drop), so the output always follows the newest image however slow the model is.
+A frame is tracked and published in the callback that received it, on the executor's thread;
+frames arriving meanwhile replace each other in the subscription's depth-1 history, so the output
+always follows the newest image however slow the model.
 """
 
 from __future__ import annotations
 
-import math
+import argparse
+import gc
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import rclpy
+from cathtrack_msgs.msg import CatheterArray
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from geometry_msgs.msg import Point, Pose, PoseArray, Quaternion
+from geometry_msgs.msg import PoseArray
 from rcl_interfaces.msg import (
     FloatingPointRange,
     IntegerRange,
@@ -35,15 +40,15 @@ from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from rclpy.task import Future
 from rclpy.time import Time
 from sensor_msgs.msg import Image
-from std_msgs.msg import ColorRGBA, Header
-from visualization_msgs.msg import Marker, MarkerArray
+from visualization_msgs.msg import MarkerArray
 
 import cathtrack
-from cathtrack.catheters import type_colour
 from cathtrack.settings import DecodeSettings
+from cathtrack_ros import ROS_DISTRIBUTION
 from cathtrack_ros.convert import MalformedImage, array_to_image, check_image, image_to_array
+from cathtrack_ros.messages import CatheterArrayBuilder, catheter_markers, pose_array
 
-__all__ = ["CathtrackNode", "main", "pose_array", "catheter_markers"]
+__all__ = ["CathtrackNode", "main"]
 
 # Sensor-data QoS with depth 1: only the newest image matters.
 IMAGE_QOS = QoSProfile(
@@ -52,11 +57,6 @@ IMAGE_QOS = QoSProfile(
 RESULT_QOS = 10
 LOG_THROTTLE_S = 5.0
 DIAGNOSTICS_PERIOD_S = 1.0
-LINE_WIDTH_PX = 2.0
-ELECTRODE_DIAMETER_PX = 5.0
-# The executor and worker threads hand the GIL over at least once per frame; with Python's default
-# 5 ms switch interval a thread could wait up to 5 ms for it (measured as 5 ms latency tails).
-GIL_SWITCH_INTERVAL_S = 0.0005
 # Parameters the model is built from: changeable only while no model is loaded (unconfigured).
 MODEL_PARAMETERS = ("model", "backend", "device", "threads", "temporal")
 CHOICES = {"backend": ("native", "python"), "device": ("auto", "cpu", "cuda")}
@@ -65,7 +65,7 @@ MAX_PUBLISHERS_REMEMBERED = 64  # of ``image``, for the sequence numbers of miss
 
 @dataclass
 class _Frame:
-    msg: Image  # checked; converted by the worker, so dropped frames cost no copy
+    msg: Image  # checked
     received: float  # time.monotonic() at arrival
     # system clock (the ROS clock's) in ns: when DDS received the message, when the callback ran
     transport_ns: int
@@ -75,7 +75,7 @@ class _Frame:
 @dataclass
 class _Counters:
     """Cumulative counts; every message taken from ``image`` ends in exactly one of malformed,
-    ignored, dropped, processed or failed (or is the one frame in flight)."""
+    ignored, processed or failed."""
 
     received: int = 0
     malformed: dict[str, int] = field(
@@ -83,7 +83,6 @@ class _Counters:
     )
     missed: int = 0
     ignored: int = 0
-    dropped: int = 0
     processed: int = 0
     failed: int = 0
     masks: int = 0
@@ -95,79 +94,26 @@ class _Counters:
         return _Counters(**{**vars(self), "malformed": dict(self.malformed)})
 
 
-def _yaw_quaternion(dx: float, dy: float) -> Quaternion:
-    """Rotation about z by atan2(dy, dx) (identity for a (0, 0) direction)."""
-    yaw = math.atan2(dy, dx)
-    return Quaternion(x=0.0, y=0.0, z=math.sin(yaw / 2.0), w=math.cos(yaw / 2.0))
-
-
-def _points(xy: np.ndarray, scale: float) -> list[Point]:
-    """Points (x, y, 0) of (N, 2) pixel coordinates times ``scale``."""
-    return [Point(x=x, y=y, z=0.0) for x, y in (np.asarray(xy, np.float64) * scale).tolist()]
-
-
-def pose_array(
-    header: Header, points: np.ndarray, directions: np.ndarray | None, scale: float
-) -> PoseArray:
-    """PoseArray of (N, 2) pixel ``points`` times ``scale`` (1 or metres per pixel), z = 0;
-    orientation the yaw of (N, 2) ``directions`` (identity when None)."""
-    positions = _points(np.reshape(points, (-1, 2)), scale)
-    if directions is None:
-        return PoseArray(header=header, poses=[Pose(position=p) for p in positions])
-    yaws = np.reshape(directions, (-1, 2)).tolist()
-    return PoseArray(
-        header=header,
-        poses=[
-            Pose(position=p, orientation=_yaw_quaternion(dx, dy))
-            for p, (dx, dy) in zip(positions, yaws, strict=True)
-        ],
-    )
-
-
-def catheter_markers(header: Header, result: cathtrack.Result, scale: float) -> MarkerArray:
-    """A DELETEALL, then per catheter a LINE_STRIP centerline (namespace = type) and a SPHERE_LIST
-    of its electrodes (namespace = type + "/electrodes"), both with id = track id, or -1 - index
-    for a catheter without a confirmed track."""
-    markers = [Marker(header=header, action=Marker.DELETEALL)]
-    for index, catheter in enumerate(result.catheters):
-        marker_id = catheter.track_id if catheter.track_id >= 0 else -1 - index
-        r, g, b = type_colour(catheter.type)  # the catalogue's colour; unknown types grey
-        colour = ColorRGBA(r=r, g=g, b=b, a=1.0)
-        line = Marker(header=header, ns=catheter.type, id=marker_id, type=Marker.LINE_STRIP)
-        line.action = Marker.ADD
-        line.pose.orientation.w = 1.0
-        line.scale.x = LINE_WIDTH_PX * scale
-        line.color = colour
-        line.points = _points(catheter.centerline, scale)
-        spheres = Marker(
-            header=header, ns=f"{catheter.type}/electrodes", id=marker_id, type=Marker.SPHERE_LIST
-        )
-        spheres.action = Marker.ADD
-        spheres.pose.orientation.w = 1.0
-        spheres.scale.x = spheres.scale.y = spheres.scale.z = ELECTRODE_DIAMETER_PX * scale
-        spheres.color = colour
-        spheres.points = _points(result.electrodes[catheter.electrodes], scale)
-        markers += [line, spheres]
-    return MarkerArray(markers=markers)
-
-
 class CathtrackNode(LifecycleNode):
-    """Tracks catheters in ``image`` and publishes poses, markers, mask, overlay and diagnostics.
+    """Tracks catheters in ``image`` and publishes typed catheters, poses, markers, mask, overlay
+    and diagnostics.
 
     Created unconfigured; :meth:`autostart` (or the standard lifecycle services
-    ``~/change_state``) configures and activates it. Call :meth:`stop` before ``destroy_node``.
+    ``~/change_state``) configures and activates it.
+
+    Every callback (image, services, timer) runs on the executor's thread, one at a time: a frame
+    is tracked and published in the callback that received it. Messages that arrive meanwhile wait
+    in the depth-1 history of the ``image`` subscription, where each new one replaces the last, so
+    the next frame tracked is always the newest however slow the model (the ones replaced are
+    counted as missed). No thread hand-over: that cost up to 0.8 ms per frame at p99.
     """
 
     def __init__(self, **kwargs) -> None:
         super().__init__("cathtrack", **kwargs)
         self._declare_parameters()
-        self._lock = threading.Condition()
         self._tracker: cathtrack.Tracker | None = None
         self._active = False
-        self._busy = False  # the worker is tracking or publishing a frame
-        self._pending: _Frame | None = None
         self._new_threshold: float | None = None
-        self._stopping = False
         self._state = "unconfigured"
         self._counters = _Counters()
         self._reported = _Counters()
@@ -175,13 +121,12 @@ class CathtrackNode(LifecycleNode):
         self._last_sequence: dict[bytes, int] = {}  # per publisher of ``image``
         self._subscription = None
         self._outputs: dict[str, object] = {}
+        self._catheter_array = CatheterArrayBuilder()
         self.finished = Future()  # done after the shutdown transition
         self.add_on_set_parameters_callback(self._on_set_parameters)
         # Diagnostics are published in every state, so a monitor sees an unconfigured node too.
         self._diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", RESULT_QOS)
         self.create_timer(DIAGNOSTICS_PERIOD_S, self._publish_diagnostics)
-        self._worker = threading.Thread(target=self._work, name="cathtrack-worker", daemon=True)
-        self._worker.start()
 
     def _declare_parameters(self) -> None:
         def described(text: str, read_only: bool = False, **ranges) -> ParameterDescriptor:
@@ -234,8 +179,8 @@ class CathtrackNode(LifecycleNode):
             "pixel_spacing_mm",
             0.0,
             described(
-                "detector pixel size in mm; > 0 publishes metres in the detector plane, "
-                "0 publishes pixels (changeable at run time)",
+                "detector pixel size in mm; > 0: poses and markers in metres in the detector "
+                "plane, ~/catheters in pixels and metres; 0: pixels (changeable at run time)",
                 floating_point_range=[FloatingPointRange(from_value=0.0, to_value=10.0)],
             ),
         )
@@ -262,32 +207,35 @@ class CathtrackNode(LifecycleNode):
         except Exception as error:  # whatever stops the model from loading fails the transition
             self.get_logger().error(f"configure failed, the model did not load: {error}")
             return TransitionCallbackReturn.FAILURE
-        with self._lock:
-            self._tracker, self._new_threshold = tracker, None
+        self._tracker, self._new_threshold = tracker, None
         self._outputs = {
+            "catheters": self.create_lifecycle_publisher(CatheterArray, "~/catheters", RESULT_QOS),
             "catheter_tips": self.create_lifecycle_publisher(
                 PoseArray, "~/catheter_tips", RESULT_QOS
             ),
             "electrodes": self.create_lifecycle_publisher(PoseArray, "~/electrodes", RESULT_QOS),
-            "catheters": self.create_lifecycle_publisher(MarkerArray, "~/catheters", RESULT_QOS),
+            "markers": self.create_lifecycle_publisher(MarkerArray, "~/markers", RESULT_QOS),
             "mask": self.create_lifecycle_publisher(Image, "~/mask", 1),
             "overlay": self.create_lifecycle_publisher(Image, "~/overlay", 1),
         }
         self._subscription = self.create_subscription(Image, "image", self._on_image, IMAGE_QOS)
         self._state = "inactive"
+        # Leaves the objects alive now (model, torch, ROS: ~200 000) out of every later garbage
+        # collection: a full one over them took 100-300 ms, a stall of whichever frame it hit.
+        gc.collect()
+        gc.freeze()
         self.get_logger().info(f"configured: {tracker!r}")
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
         result = super().on_activate(state)  # enables the publishers first
-        with self._lock:
-            self._active = True
+        self._active = True
         self._state = "active"
         self.get_logger().info("active: tracking frames of 'image'")
         return result
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._pause()
+        self._active = False
         self._state = "inactive"
         self.get_logger().info("inactive: frames of 'image' are ignored")
         return super().on_deactivate(state)
@@ -299,26 +247,17 @@ class CathtrackNode(LifecycleNode):
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._pause()
+        self._active = False
         self._release()
         self._state = "finalized"
         self.finished.set_result(True)
         return TransitionCallbackReturn.SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._pause()
+        self._active = False
         self._release()
         self._state = "unconfigured"
         return TransitionCallbackReturn.SUCCESS
-
-    def _pause(self) -> None:
-        """Stops taking frames and waits until the worker has finished the one it tracks."""
-        with self._lock:
-            self._active = False
-            if self._pending is not None:
-                self._counters.ignored += 1
-                self._pending = None
-            self._lock.wait_for(lambda: not self._busy)
 
     def _release(self) -> None:
         if self._subscription is not None:
@@ -327,8 +266,9 @@ class CathtrackNode(LifecycleNode):
         for publisher in self._outputs.values():
             self.destroy_lifecycle_publisher(publisher)
         self._outputs = {}
-        with self._lock:
-            self._tracker = None  # the last reference: the model's memory is freed
+        self._tracker = None  # the last reference: the model's memory is freed
+        gc.unfreeze()  # what on_configure froze can be collected again
+        gc.collect()
         self._last_sequence.clear()
 
     # --- parameters ------------------------------------------------------------------------------
@@ -360,36 +300,27 @@ class CathtrackNode(LifecycleNode):
                 )
         for parameter in parameters:
             if parameter.name == "score_threshold":
-                with self._lock:
-                    self._new_threshold = float(parameter.value)
+                self._new_threshold = float(parameter.value)
         return SetParametersResult(successful=True)
 
     # --- frames ----------------------------------------------------------------------------------
 
     def _on_image(self, msg: Image, info: dict) -> None:
         now, now_ns = time.monotonic(), time.time_ns()
-        missed = self._count_missed(info)
+        self._counters.received += 1
+        self._counters.missed += self._count_missed(info)
         try:
             check_image(msg)
         except MalformedImage as error:
-            with self._lock:
-                self._counters.received += 1
-                self._counters.missed += missed
-                self._counters.malformed[error.kind] += 1
+            self._counters.malformed[error.kind] += 1
             self.get_logger().warning(
                 f"malformed image ignored: {error}", throttle_duration_sec=LOG_THROTTLE_S
             )
             return
-        with self._lock:
-            self._counters.received += 1
-            self._counters.missed += missed
-            if not self._active:
-                self._counters.ignored += 1
-                return
-            if self._pending is not None:
-                self._counters.dropped += 1
-            self._pending = _Frame(msg, now, info.get("received_timestamp") or now_ns, now_ns)
-            self._lock.notify_all()
+        if not self._active:
+            self._counters.ignored += 1
+            return
+        self._track(_Frame(msg, now, info.get("received_timestamp") or now_ns, now_ns))
 
     def _count_missed(self, info: dict) -> int:
         """Frames a publisher sent that never reached this callback (replaced in the depth-1
@@ -404,54 +335,36 @@ class CathtrackNode(LifecycleNode):
             del self._last_sequence[next(iter(self._last_sequence))]
         return max(0, sequence - previous - 1) if previous is not None else 0
 
-    def _work(self) -> None:
-        while True:
-            with self._lock:
-                self._lock.wait_for(lambda: self._pending is not None or self._stopping)
-                if self._stopping:
-                    return
-                frame, self._pending = self._pending, None
-                threshold, self._new_threshold = self._new_threshold, None
-                self._busy = True
-            try:
-                self._track(frame, threshold)
-            finally:
-                with self._lock:
-                    self._busy = False
-                    self._lock.notify_all()
-
-    def _track(self, frame: _Frame, threshold: float | None) -> None:
-        start_ns = time.time_ns()
+    def _track(self, frame: _Frame) -> None:
         try:
-            if threshold is not None:
+            if self._new_threshold is not None:
+                threshold, self._new_threshold = self._new_threshold, None
                 self._retune(threshold)
             image = image_to_array(frame.msg)
             converted_ns = time.time_ns()
             result = self._tracker(image)
             tracked_ns = time.time_ns()
-            tips_ns = self._publish(frame.msg.header, image, result)
+            catheters_ns, tips_ns = self._publish(frame, image, result)
         except Exception as error:  # whatever one frame does, the node keeps running
-            with self._lock:
-                self._counters.failed += 1
+            self._counters.failed += 1
             self.get_logger().error(
                 f"frame not tracked: {type(error).__name__}: {error}",
                 throttle_duration_sec=LOG_THROTTLE_S,
             )
             return
         latency_ms = 1e3 * (time.monotonic() - frame.received)
-        with self._lock:
-            self._counters.processed += 1
-            self._counters.latency_ms_sum += latency_ms
-            self._counters.latency_ms_max = max(self._counters.latency_ms_max, latency_ms)
+        self._counters.processed += 1
+        self._counters.latency_ms_sum += latency_ms
+        self._counters.latency_ms_max = max(self._counters.latency_ms_max, latency_ms)
         if self.get_logger().is_enabled_for(LoggingSeverity.DEBUG):
             stamp_ns = Time.from_msg(frame.msg.header.stamp).nanoseconds
             self.get_logger().debug(
                 f"frame {stamp_ns} ns, after its stamp in ms: "
                 f"transport {(frame.transport_ns - stamp_ns) / 1e6:.3f} "
                 f"callback {(frame.callback_ns - stamp_ns) / 1e6:.3f} "
-                f"worker {(start_ns - stamp_ns) / 1e6:.3f} "
                 f"converted {(converted_ns - stamp_ns) / 1e6:.3f} "
                 f"tracked {(tracked_ns - stamp_ns) / 1e6:.3f} "
+                f"catheters {(catheters_ns - stamp_ns) / 1e6:.3f} "
                 f"tips {(tips_ns - stamp_ns) / 1e6:.3f}"
             )
 
@@ -460,27 +373,37 @@ class CathtrackNode(LifecycleNode):
         self._tracker.configure(score_threshold=score_threshold)
         self.get_logger().info(f"score_threshold = {score_threshold}")
 
-    def _publish(self, header: Header, image: np.ndarray, result: cathtrack.Result) -> int:
-        """Publishes everything, tips first: they are what a controller waits for. Returns when
-        the tips were sent (time.time_ns())."""
+    def _publish(
+        self, frame: _Frame, image: np.ndarray, result: cathtrack.Result
+    ) -> tuple[int, int]:
+        """Publishes everything, the typed catheters first, then the tips: they are what a
+        controller waits for. Returns when each of the two was sent (time.time_ns())."""
+        header = frame.msg.header
         spacing_mm = self.get_parameter("pixel_spacing_mm").value
-        scale = spacing_mm * 1e-3 if spacing_mm > 0 else 1.0
+        spacing_m = spacing_mm * 1e-3 if spacing_mm > 0 else 0.0
+        scale = spacing_m or 1.0
         outputs = self._outputs
+        size = (image.shape[1], image.shape[0])
+        catheters = self._catheter_array(header, result, size, spacing_m)
+        catheters.latency_ms = (time.time_ns() - frame.transport_ns) / 1e6
+        outputs["catheters"].publish(catheters)
+        catheters_ns = time.time_ns()
         tips = [c.tip for c in result.catheters]
         directions = [c.tip_direction for c in result.catheters]
         outputs["catheter_tips"].publish(pose_array(header, tips, directions, scale))
         tips_ns = time.time_ns()
         outputs["electrodes"].publish(pose_array(header, result.electrodes, None, scale))
-        outputs["catheters"].publish(catheter_markers(header, result, scale))
+        # A marker holds a Python object per point (~1.3 ms for the ~600 of a frame): only for a
+        # viewer that listens.
+        if outputs["markers"].get_subscription_count() > 0:
+            outputs["markers"].publish(catheter_markers(header, result, scale))
         if self._wanted("mask"):
             outputs["mask"].publish(array_to_image(result.mask, header))
-            with self._lock:
-                self._counters.masks += 1
+            self._counters.masks += 1
         if self._wanted("overlay"):
             outputs["overlay"].publish(array_to_image(cathtrack.draw(image, result), header))
-            with self._lock:
-                self._counters.overlays += 1
-        return tips_ns
+            self._counters.overlays += 1
+        return catheters_ns, tips_ns
 
     def _wanted(self, output: str) -> bool:
         return (
@@ -492,11 +415,10 @@ class CathtrackNode(LifecycleNode):
 
     def _publish_diagnostics(self) -> None:
         now = time.monotonic()
-        with self._lock:
-            counters = self._counters.copy()
-            self._counters.latency_ms_sum = 0.0
-            self._counters.latency_ms_max = 0.0
-            tracker = self._tracker
+        counters = self._counters.copy()
+        self._counters.latency_ms_sum = 0.0
+        self._counters.latency_ms_max = 0.0
+        tracker = self._tracker
         window = self._reported
         elapsed = max(now - self._reported_at, 1e-9)
         processed = counters.processed - window.processed
@@ -517,7 +439,6 @@ class CathtrackNode(LifecycleNode):
             "messages_malformed": str(sum(counters.malformed.values())),
             **{f"malformed_{kind}": str(n) for kind, n in counters.malformed.items()},
             "frames_ignored": str(counters.ignored),
-            "frames_dropped": str(counters.dropped),
             "frames_processed": str(counters.processed),
             "frames_failed": str(counters.failed),
             "masks_published": str(counters.masks),
@@ -534,20 +455,50 @@ class CathtrackNode(LifecycleNode):
         diagnostics.header.stamp = self.get_clock().now().to_msg()
         self._diagnostics_pub.publish(diagnostics)
 
-    def stop(self) -> None:
-        """Stops the worker thread and waits for it (call before destroy_node)."""
-        with self._lock:
-            self._stopping = True
-            self._lock.notify_all()
-        self._worker.join()
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cathtrack-ros",
+        usage="%(prog)s [-h] [--version] [--ros-args ARGUMENTS ...]",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="""The cathtrack ROS 2 node: tracks catheters in the images of 'image' and
+publishes ~/catheters (cathtrack_msgs/CatheterArray), ~/catheter_tips and ~/electrodes
+(geometry_msgs/PoseArray), ~/markers, ~/mask, ~/overlay and /diagnostics, until SIGINT/SIGTERM
+or the lifecycle shutdown transition. Everything after --ros-args goes to ROS: parameters
+(-p NAME:=VALUE, --params-file FILE; every parameter with its default is in the file
+`python -c "import cathtrack_ros; print(cathtrack_ros.PARAMETERS_FILE)"`), remapping, log
+level. Topics, parameters and messages: docs/ros.md.""",
+        epilog="""examples:
+  cathtrack-ros --ros-args -p device:=cpu -p pixel_spacing_mm:=0.3
+  cathtrack-ros --ros-args --params-file my_params.yaml -r image:=/camera/image
+  cathtrack-ros --ros-args -p autostart:=false   # then drive ~/change_state
+  cathtrack-ros --ros-args --log-level cathtrack:=debug   # per-frame timings""",
+    )
+    parser.add_argument("--version", action="version", version=version_text("cathtrack-ros"))
+    return parser
 
 
-def main(args: list[str] | None = None) -> int:
-    """``cathtrack-ros [--ros-args ...]``: runs the node until SIGINT / SIGTERM or the lifecycle
-    shutdown transition; exit status 1 when ``autostart`` could not configure and activate it."""
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
-    rclpy.init(args=args)
+def version_text(program: str) -> str:
+    """``PROGRAM VERSION (ROS 2 DISTRIBUTION, rclpy VERSION)``."""
+    from importlib.metadata import version
+
+    return (
+        f"{program} {cathtrack.__version__} "
+        f"(ROS 2 {ROS_DISTRIBUTION}, rclpy {version('ros-rclpy')})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``cathtrack-ros [--ros-args ...]``: runs the node until SIGINT / SIGTERM
+    or the lifecycle shutdown transition; exit status 1 when ``autostart`` could not configure
+    and activate it. ``--help`` and ``--version`` answer without starting ROS."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    split = argv.index("--ros-args") if "--ros-args" in argv else len(argv)
+    _parser().parse_args(argv[:split])
+    rclpy.init(args=["cathtrack-ros", *argv[split:]])
     node = CathtrackNode()
+    # rclpy's EventsExecutor (9.1) would save its Python wait loop, but runs no callback here:
+    # its spin() busy-waits in C++ (docs/ros.md, "Measured latency").
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     status = 0
@@ -559,7 +510,6 @@ def main(args: list[str] | None = None) -> int:
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
-        node.stop()
         executor.shutdown()
         node.destroy_node()
         rclpy.try_shutdown()
