@@ -45,12 +45,10 @@ environment: PYTHON (default: python from PATH), CATHTRACK_SKIP_INSTALL=1 (no in
 EOF
 }
 
-die() {
-  echo "gpu_train: $*" >&2
-  exit 1
-}
-
+SCRIPT=gpu_train
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# shellcheck source=tools/gpu_common.sh
+source "$REPO/tools/gpu_common.sh"
 
 OUT_DIR=${OUT:-}
 MINUTES=5
@@ -95,9 +93,7 @@ done
 [[ $MINUTES =~ ^[0-9]*\.?[0-9]+$ ]] || die "--minutes must be a positive number, got $MINUTES"
 [ $((SIZE % 32)) -eq 0 ] || die "--size must be a multiple of 32, got $SIZE"
 
-PYTHON=${PYTHON:-python}
-command -v "$PYTHON" > /dev/null || die "no $PYTHON on PATH (set PYTHON=/path/to/python)"
-[[ $PYTHON != */* || $PYTHON == /* ]] || PYTHON=$PWD/$PYTHON
+resolve_python
 mkdir -p "$OUT_DIR"
 OUT_DIR=$(cd "$OUT_DIR" && pwd) # relative to the caller's directory
 cd "$REPO"
@@ -114,113 +110,15 @@ WORKERS=$((CORES > 2 ? CORES - 2 : 0))
 TIMINGS=$OUT_DIR/timings.tsv
 : > "$TIMINGS"
 
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
 STARTED=$(now_ms)
-elapsed() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
-
-# phase NAME COMMAND...: runs the command with its output in OUT/logs/NAME.log, prints its time;
-# on failure prints the log's end and stops.
-phase() {
-  local name=$1 start status
-  shift
-  echo "[$(date +%H:%M:%S)] $name: $*"
-  start=$(now_ms)
-  status=0
-  "$@" > "$LOGS/$name.log" 2>&1 || status=$?
-  local took=$(($(now_ms) - start))
-  printf '%s\t%s\n' "$name" "$(elapsed "$took")" >> "$TIMINGS"
-  if [ "$status" -ne 0 ]; then
-    tail -n 25 "$LOGS/$name.log" >&2
-    die "$name failed (exit $status, $(elapsed "$took") s); full log: $LOGS/$name.log"
-  fi
-  echo "    done in $(elapsed "$took") s (log: logs/$name.log)"
-}
 
 echo "gpu_train: repository $REPO, output $OUT_DIR"
 echo "gpu_train: device $DEVICE, $MINUTES min of training, $FRAMES frames at ${SIZE}px, batch $BATCH, $CORES cores ($WORKERS loader workers)"
 
 # ---- device: fail early, in one line --------------------------------------------------------------
-"$PYTHON" - "$DEVICE" > "$LOGS/device.log" 2>&1 <<'EOF' || die "$(tail -n 1 "$LOGS/device.log")"
-import sys
-
-try:
-    import torch
-except ImportError as error:
-    sys.exit(f"torch cannot be imported with {sys.executable}: {error}")
-if sys.argv[1] == "cuda":
-    if not torch.cuda.is_available():
-        sys.exit(
-            f"--device cuda, but torch {torch.__version__} (CUDA build {torch.version.cuda}) "
-            "sees no CUDA GPU; use --device cpu for a dry run"
-        )
-    print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, {torch.cuda.get_device_name(0)}")
-else:
-    print(f"torch {torch.__version__}, CPU, {torch.get_num_threads()} threads")
-EOF
-echo "gpu_train: $(tail -n 1 "$LOGS/device.log") (python: $(command -v "$PYTHON"))"
+check_device
 
 # ---- 1. install -----------------------------------------------------------------------------------
-install_dependencies() {
-  # Distributions the package needs that this Python lacks: from wheelhouse/ without an index.
-  local missing
-  missing=$("$PYTHON" - "$REPO/wheelhouse/requirements.txt" <<'EOF'
-import re
-import sys
-from importlib.metadata import PackageNotFoundError, version
-from pathlib import Path
-
-# Build requirements and runtime dependencies of pyproject.toml (as `make wheelhouse` lists them),
-# less the ones the machine is expected to bring (torch, numpy, OpenCV, safetensors).
-names = ["scikit-build-core", "pybind11", "ninja", "PyYAML", "tqdm", "matplotlib", "pycocotools",
-         "pydicom", "h5py", "tensorboard", "scipy"]
-listed = Path(sys.argv[1])
-if listed.is_file():
-    names = [re.split(r"[<>=!~ \[;]", line.strip())[0] for line in listed.read_text().splitlines()]
-    names = [name for name in names if name]
-missing = []
-for name in names:
-    try:
-        version(name)
-    except PackageNotFoundError:
-        missing.append(name)
-print(" ".join(missing))
-EOF
-  )
-  if [ -z "$missing" ]; then
-    echo "every dependency is installed"
-  elif [ -d "$REPO/wheelhouse" ]; then
-    echo "installing from wheelhouse/: $missing"
-    # shellcheck disable=SC2086
-    "$PYTHON" -m pip install --no-cache-dir --no-index --find-links "$REPO/wheelhouse" $missing || return 1
-  else
-    # Without these three the recipe still runs (DICOM input, UCL HDF5 and the TensorBoard
-    # mirror of the CSV logs are not used); anything else stops it here.
-    local needed
-    needed=$(echo " $missing " | sed 's/ pydicom / /; s/ h5py / /; s/ tensorboard / /' | xargs)
-    if [ -n "$needed" ]; then
-      echo "missing $needed and no wheelhouse/ (run make wheelhouse where there is internet)" >&2
-      return 1
-    fi
-    echo "warning: $missing not installed and no wheelhouse/; the recipe runs without them" >&2
-  fi
-}
-
-install_package() {
-  local settings=()
-  if [ "$DEVICE" = cuda ] && command -v nvidia-smi > /dev/null; then
-    # Compile the CUDA kernels for this GPU only (the default list has five architectures).
-    local arch
-    arch=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader 2> /dev/null | head -n 1 | tr -d ' .')
-    if [[ $arch =~ ^[0-9]+$ ]]; then
-      settings+=("--config-settings=cmake.define.CMAKE_CUDA_ARCHITECTURES=$arch")
-    fi
-  fi
-  command -v cmake > /dev/null && cmake --version | head -n 1 || echo "warning: no cmake on PATH" >&2
-  CMAKE_BUILD_PARALLEL_LEVEL=$CORES "$PYTHON" -m pip install -v --no-cache-dir --no-index \
-    --no-build-isolation --no-deps ${settings[@]+"${settings[@]}"} -e "$REPO" || return 1
-  "$PYTHON" -c "import cathtrack, cathtrack._native; print('cathtrack', cathtrack.__file__)"
-}
-
 if [ "${CATHTRACK_SKIP_INSTALL:-0}" = 1 ]; then
   echo "[$(date +%H:%M:%S)] install: skipped (CATHTRACK_SKIP_INSTALL=1)"
 else

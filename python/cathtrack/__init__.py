@@ -28,8 +28,10 @@ def build_info() -> dict:
 
     Returns a dict with ``version``, ``torch_version`` (the torch the extension was compiled
     against), ``torch_runtime_version`` (the torch imported now), ``compiler``, ``cxx_standard``,
-    ``cuda_kernels`` (CUDA post-processing kernels compiled in) and ``cuda_available`` (they
-    can run now: kernels compiled in, torch sees a GPU).
+    ``cuda_kernels`` (CUDA post-processing kernels compiled in), ``cuda_architectures`` (theirs,
+    comma-separated), ``cuda_engine`` (the engine's CUDA stages compiled in: a CUDA torch and the
+    kernels; docs/cuda.md) and ``cuda_available`` (the kernels can run now: compiled in, torch
+    sees a GPU).
     """
     import torch
 

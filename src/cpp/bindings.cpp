@@ -90,6 +90,12 @@ py::dict build_info() {
   info["cuda_kernels"] = false;
   info["cuda_architectures"] = "";
 #endif
+  // The engine's GPU pixel stages (engine_cuda.cpp): a CUDA torch and the kernels.
+#ifdef CATHTRACK_TORCH_CUDA
+  info["cuda_engine"] = true;
+#else
+  info["cuda_engine"] = false;
+#endif
   return info;
 }
 

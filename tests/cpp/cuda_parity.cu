@@ -2,12 +2,11 @@
 //
 // Builds seeded heatmaps and masks (plateaus, NaN, infinities, signed zeros, denormals, shapes that
 // touch the border, 1-pixel-wide images), runs CPU and CUDA, compares every bit.
-// Exit status: 0 all equal, 1 a mismatch or a CUDA error, 77 no CUDA device (the table check,
-// which needs no GPU, has still run).
+// Exit status: 0 all equal, 1 a mismatch or a CUDA error, 77 no CUDA device (nothing was run).
 //
-// nvcc -std=c++17 -fmad=false -I src/cpp tests/cpp/cuda_parity.cu
-//      src/cpp/postprocess/cuda/{peaks,thinning}.cu src/cpp/postprocess/{peaks,thinning}.cpp
-// (the .cpp files built with -ffp-contract=off when compiled by the host compiler).
+// Built by CMake (tests/cpp, target cuda_parity) whenever nvcc is found, with the flags parity
+// needs (-fmad=false here, -ffp-contract=off for the CPU core): `make cuda-build` builds and
+// runs it, and so does tools/gpu_check.sh on a GPU (docs/cuda.md).
 #include <cuda_runtime_api.h>
 
 #include <cmath>

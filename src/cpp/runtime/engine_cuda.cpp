@@ -1,4 +1,4 @@
-// COMPILE-UNTESTED (no CUDA torch or GPU where this was written); see engine_cuda.hpp.
+// Compiled against CUDA torch (make cuda-build), not yet run on a GPU; see engine_cuda.hpp.
 #include "runtime/engine_cuda.hpp"
 
 #include <ATen/ops/empty.h>

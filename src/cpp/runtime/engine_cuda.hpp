@@ -2,8 +2,9 @@
 // on the GPU (the postprocess/cuda kernels, on torch's current stream); only the peaks and the
 // skeleton are copied back for tracing and assignment.
 //
-// Built only against a CUDA build of torch with nvcc present (CATHTRACK_TORCH_CUDA).
-// COMPILE-UNTESTED: the development machine has neither a GPU nor a CUDA torch.
+// Built only against a CUDA build of torch with nvcc present (CATHTRACK_TORCH_CUDA;
+// build_info()["cuda_engine"]). `make cuda-build` compiles it on a machine without a GPU; it has
+// not yet run on one (tools/gpu_check.sh checks it there, docs/cuda.md).
 #pragma once
 
 #include <ATen/core/Tensor.h>
