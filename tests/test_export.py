@@ -92,7 +92,7 @@ def test_export_refuses_bad_requests(checkpoint, tmp_path):
     with pytest.raises(ValueError, match="must end in .ts"):
         export.export_model(checkpoint, tmp_path / "model.pt2", "ts")
     with pytest.raises(ValueError, match="format must be one of"):
-        export.export_model(checkpoint, tmp_path / "model.onnx", "onnx")
+        export.export_model(checkpoint, tmp_path / "model.tflite", "tflite")
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="no CUDA GPU"):
             export.export_model(checkpoint, tmp_path / "model.ts", "ts", device="cuda")

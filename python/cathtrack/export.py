@@ -1,4 +1,4 @@
-"""Model files for the runtime: ``.pt2`` (torch.export + AOTInductor) and ``.ts`` (TorchScript).
+"""Model files: ``.pt2`` (torch.export + AOTInductor), ``.ts`` (TorchScript), ``.onnx`` (ONNX).
 
 An exported file holds the network and a flat string->string metadata map that the native
 engine checks before it loads anything (``src/cpp/runtime/metadata.hpp`` lists what this build
@@ -11,6 +11,12 @@ understands; docs/runtime.md describes every key):
   without loading the compiled code.
 - ``.ts``: ``torch.jit.script`` then ``torch.jit.save`` with the metadata as the extra file
   ``cathtrack.json`` (a flat JSON object of strings). Portable, but torch.jit is deprecated.
+- ``.onnx``: ``torch.onnx.export(dynamo=True)`` at opset :data:`ONNX_OPSET` with a dynamic batch
+  axis, the metadata in the model's ``metadata_props``, checked by ``onnx.checker`` before it is
+  written. For onnxruntime, OpenVINO and TensorRT (:mod:`cathtrack.onnx_backend`, docs/deploy.md);
+  not read by the native engine.
+- ``.pt2`` with ``int8``: the network quantised to int8 by :mod:`cathtrack.quantize`, then
+  compiled as above; the native engine runs it like any ``.pt2``.
 
 Files are written atomically (a temporary file in the target folder, then ``os.replace``), so a
 reader never sees half a file. :func:`cached_export` keeps exports of a checkpoint in the user's
@@ -22,9 +28,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -34,7 +42,7 @@ import torch
 from cathtrack.coordinates import OUTPUT_STRIDE
 from cathtrack.device import check_device, dtype_name, half_dtype
 
-FORMATS = ("pt2", "ts")
+FORMATS = ("pt2", "ts", "onnx")
 FILE_FORMAT = "cathtrack-model-file"
 FORMAT_VERSION = 1
 # The preprocessing the network was trained with (cathtrack/data/normalize.py): the percentile
@@ -44,6 +52,11 @@ NORMALIZATION_VERSION = 1
 HEADS = "segmentation_logits,center_heatmap,size"
 OUTPUT_STRIDES = f"1,{OUTPUT_STRIDE},{OUTPUT_STRIDE}"  # of the paper's model (heatmap stride 4)
 TORCHSCRIPT_METADATA_FILE = "cathtrack.json"
+# ONNX: the opset the dynamo exporter translates to natively (asking it for 17 makes it run
+# onnx's version converter, which fails on this network's ReduceMean); read by onnxruntime,
+# OpenVINO and TensorRT 10 and later. The input's name; the outputs are named after HEADS.
+ONNX_OPSET = 18
+ONNX_INPUT = "image"
 
 
 def output_strides(heatmap_stride: int) -> str:
@@ -73,16 +86,24 @@ def inductor_configs(device: str) -> dict:
 
 
 def build_metadata(
-    weights: Path, document: dict[str, Any], model_format: str, device: str, half: bool
+    weights: Path,
+    document: dict[str, Any],
+    model_format: str,
+    device: str,
+    half: bool,
+    quantization: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """The metadata map of a model file exported from a checkpoint (all values are strings).
 
     Args:
         weights: the checkpoint's ``.safetensors`` file (hashed: ``source_sha256``).
         document: its JSON metadata (:func:`cathtrack.checkpoint.read_metadata`).
-        model_format: "pt2" or "ts".
-        device: "cpu" or "cuda", where the file is meant to run.
-        half: 16-bit weights and input (:func:`half_dtype`).
+        model_format: "pt2", "ts" or "onnx".
+        device: "cpu" or "cuda", where the file is meant to run (an ONNX file runs anywhere:
+            it gets no ``device`` key).
+        half: 16-bit weights and input (:func:`half_dtype`; float16 in an ONNX file).
+        quantization: the ``quantization*`` keys of an int8 network
+            (:func:`cathtrack.quantize.quantization_metadata`), or None.
     """
     from cathtrack import __version__
     from cathtrack.model import ModelConfig
@@ -106,14 +127,27 @@ def build_metadata(
         "model_config": json.dumps(model, sort_keys=True),
         "training_config_hash": str(document.get("training", {}).get("config_hash", "")),
         "source_sha256": sha,
-        "dtype": dtype_name(half_dtype(device) if half else torch.float32),
+        "dtype": dtype_name(network_dtype(model_format, device, half)),
         "device": device,
         "torch_version": torch.__version__,
         "cathtrack_version": __version__,
     }
     if model_format == "pt2" and device == "cpu":
         metadata["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
+    if model_format == "onnx":
+        del metadata["device"]
+        metadata.update(onnx_opset=str(ONNX_OPSET), input_name=ONNX_INPUT)
+    metadata.update(quantization or {})
     return metadata
+
+
+def network_dtype(model_format: str, device: str, half: bool) -> torch.dtype:
+    """The float type of an exported network: float32, or with ``half`` the device's 16-bit type
+    (:func:`half_dtype`); an ONNX file's 16-bit type is float16, which every ONNX runtime and
+    TensorRT compute (bfloat16 support among them is patchy)."""
+    if not half:
+        return torch.float32
+    return torch.float16 if model_format == "onnx" else half_dtype(device)
 
 
 def export_model(
@@ -122,15 +156,25 @@ def export_model(
     model_format: str = "pt2",
     device: str = "cpu",
     half: bool = False,
+    *,
+    int8: bool = False,
+    calibration: str | Path | None = None,
+    calibration_frames: int | None = None,
 ) -> Path:
-    """Exports a checkpoint to a ``.pt2`` or ``.ts`` model file, atomically.
+    """Exports a checkpoint to a ``.pt2``, ``.ts`` or ``.onnx`` model file, atomically.
 
     Args:
         checkpoint: ``.safetensors``/``.json`` model file or checkpoint directory.
         out: the model file to write; its suffix must match ``model_format``.
-        model_format: "pt2" (AOTInductor, compiled for this machine) or "ts" (TorchScript).
+        model_format: "pt2" (AOTInductor, compiled for this machine), "ts" (TorchScript) or
+            "onnx" (device-independent; ``device`` must be "cpu", where it is exported).
         device: "cpu" or "cuda".
-        half: 16-bit floats (:func:`half_dtype`: float16 on CUDA, bfloat16 on the CPU).
+        half: 16-bit floats (:func:`network_dtype`: float16 on CUDA and in ONNX, bfloat16 on
+            the CPU).
+        int8: quantise the network to int8 (:mod:`cathtrack.quantize`; "pt2" on the CPU only).
+        calibration: frames to calibrate the int8 network on (anything
+            :func:`cathtrack.io.iter_inputs` reads); None: synthetic clinical frames.
+        calibration_frames: how many frames calibrate it (None: the quantiser's default).
 
     Returns:
         ``out`` as a Path.
@@ -138,6 +182,7 @@ def export_model(
     Raises:
         ValueError: bad format/suffix/device, or a checkpoint the runtime cannot run.
         FileNotFoundError: missing checkpoint files.
+        ModuleNotFoundError: "onnx" or ``int8`` without their optional packages (named).
     """
     from cathtrack.checkpoint import load_model, model_paths
 
@@ -146,7 +191,13 @@ def export_model(
     out = Path(out)
     if out.suffix != f".{model_format}":
         raise ValueError(f"{out}: a {model_format} model file must end in .{model_format}")
-    check_device(device, half)
+    if model_format == "onnx" and device != "cpu":
+        raise ValueError("an ONNX file runs on any device: export it with device 'cpu'")
+    if int8 and (model_format != "pt2" or device != "cpu" or half):
+        raise ValueError("int8 is a .pt2 for the CPU: format pt2, device cpu, without half")
+    if (calibration is not None or calibration_frames is not None) and not int8:
+        raise ValueError("calibration frames are for an int8 export")
+    check_device(device, half and model_format != "onnx")
     model, document = load_model(checkpoint, device)
     if model.config.in_channels != 1:
         raise ValueError(
@@ -154,17 +205,27 @@ def export_model(
             f"{model.config.in_channels} input channels"
         )
     weights, _ = model_paths(checkpoint)
-    metadata = build_metadata(weights, document, model_format, device, half)
     size = int(document["input_size"])
-    dtype = half_dtype(device) if half else torch.float32
-    model = model.to(dtype)
-    example = torch.rand(1, 1, size, size, device=device, dtype=dtype)
+    quantization = None
+    if int8:
+        from cathtrack import quantize
+
+        images, source = quantize.calibration_images(size, calibration, calibration_frames)
+        model = quantize.quantize_int8(model, images)
+        quantization = quantize.quantization_metadata(source)
+    metadata = build_metadata(weights, document, model_format, device, half, quantization)
+    dtype = network_dtype(model_format, device, half)
+    example = torch.rand(1, 1, size, size, device=device)
     out.parent.mkdir(parents=True, exist_ok=True)
     with _atomic_path(out) as temporary:
-        if model_format == "pt2":
-            _write_package(model, example, metadata, inductor_configs(device), temporary)
+        if model_format == "onnx":
+            _write_onnx(model.to(dtype), metadata, temporary)
+        elif model_format == "pt2":
+            model = model if int8 else model.to(dtype)
+            configs = inductor_configs(device)
+            _write_package(model, example.to(dtype), metadata, configs, temporary)
         else:
-            _write_torchscript(model, metadata, temporary)
+            _write_torchscript(model.to(dtype), metadata, temporary)
     return out
 
 
@@ -178,6 +239,72 @@ def _write_package(
             package_path=str(path),
             inductor_configs={"aot_inductor.metadata": metadata, **configs},
         )
+
+
+class _FloatBoundary(torch.nn.Module):
+    """A float16 network behind float32 input and outputs: an ONNX file exported with ``half``
+    takes and gives what a float32 one does, so preprocessing and decoding stay the same."""
+
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        segmentation, heatmap, size = self.network(image.to(torch.float16))
+        return segmentation.float(), heatmap.float(), size.float()
+
+
+def _write_onnx(model: torch.nn.Module, metadata: dict, path: Path):
+    """The dynamo exporter (torch.export, then onnxscript's translation and graph optimiser):
+    torch's default and maintained exporter, where the TorchScript one is deprecated with
+    torch.jit. The batch axis is dynamic; the example has 2 frames because torch.export
+    specialises a dimension of size 1. The source lines the exporter records on every node are
+    dropped: they name folders of the exporting machine."""
+    try:
+        import onnx
+        import onnxscript  # noqa: F401 - the dynamo exporter needs it; say so before it starts
+    except ModuleNotFoundError as error:
+        raise ModuleNotFoundError(
+            f"ONNX export needs the onnx extra ({error.name} is missing): "
+            "pip install 'cathtrack[onnx]'"
+        ) from None
+    if next(model.parameters()).dtype == torch.float16:
+        model = _FloatBoundary(model).eval()
+    size = int(metadata["input_size"])
+    example = torch.rand(2, 1, size, size)
+    # The exporter warns about torchvision's ops (which this network does not use) and about a
+    # torch-internal deprecation; neither concerns the user.
+    registration = logging.getLogger("torch.onnx._internal.exporter._registration")
+    level = registration.level
+    registration.setLevel(logging.ERROR)
+    try:
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
+            program = torch.onnx.export(
+                model,
+                (example,),
+                input_names=[ONNX_INPUT],
+                output_names=HEADS.split(","),
+                opset_version=ONNX_OPSET,
+                dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=4096)},),
+                dynamo=True,
+                external_data=False,
+                verbose=False,
+            )
+    finally:
+        registration.setLevel(level)
+    proto = program.model_proto
+    for node in proto.graph.node:
+        kept = [p for p in node.metadata_props if p.key != "pkg.torch.onnx.stack_trace"]
+        del node.metadata_props[:]
+        node.metadata_props.extend(kept)
+    proto.doc_string = (
+        "cathtrack: catheter segmentation logits, electrode centre heatmap and size map of "
+        "normalised X-ray frames; metadata_props say how to feed and decode it"
+    )
+    onnx.helper.set_model_props(proto, metadata)
+    onnx.checker.check_model(proto, full_check=True)
+    path.write_bytes(proto.SerializeToString())
 
 
 def _write_torchscript(model: torch.nn.Module, metadata: dict, path: Path):
@@ -208,7 +335,8 @@ def _atomic_path(target: Path) -> Iterator[Path]:
 
 
 def read_model_metadata(path: str | Path) -> dict[str, str]:
-    """The checked metadata of a ``.pt2``/``.ts`` file, without loading its code or weights.
+    """The checked metadata of a ``.pt2``/``.ts``/``.onnx`` file, without loading its code or
+    weights (an ONNX file's: :func:`cathtrack.onnx_backend.read_onnx_metadata`).
 
     Raises:
         FileNotFoundError: no such file.
@@ -221,10 +349,39 @@ def read_model_metadata(path: str | Path) -> dict[str, str]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: model file not found")
+    if path.suffix == ".onnx":
+        from cathtrack.onnx_backend import read_onnx_metadata
+
+        return read_onnx_metadata(path)
     try:
         return dict(_native.read_model_metadata(str(path)))
     except _native.ModelFileError as error:
         raise _native.ModelFileError(" ".join(str(error).split())) from None
+
+
+class PackagedNetwork(torch.nn.Module):
+    """A CPU ``.pt2`` run by torch's own AOTInductor loader, as a module the Python pipeline
+    (:func:`cathtrack.pipeline.predict`, ``cathtrack eval``) calls like the eager network: the
+    compiled code and weights are the native engine's. A ``.pt2`` takes batches of one frame,
+    so a batch is run frame by frame.
+
+    Raises:
+        ValueError: what :func:`check_model_file` refuses, or a CUDA package.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        super().__init__()
+        self.metadata = check_model_file(path)
+        if Path(path).suffix != ".pt2" or self.metadata["device"] != "cpu":
+            raise ValueError(f"{path}: PackagedNetwork runs CPU .pt2 files only")
+        self.runner = torch._inductor.aoti_load_package(str(path))
+        # predict() casts its input to the dtype of the module's first parameter: the file's
+        dtype = getattr(torch, self.metadata["dtype"])
+        self.input_dtype = torch.nn.Parameter(torch.empty(0, dtype=dtype), requires_grad=False)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        outputs = [self.runner(frame[None]) for frame in image]
+        return tuple(torch.cat([out[k] for out in outputs]) for k in range(3))
 
 
 def running_torch_version() -> str:
@@ -288,13 +445,18 @@ def machine_features(device: str) -> str:
 
 
 def cache_key(
-    checkpoint: str | Path, model_format: str = "pt2", device: str = "cpu", half: bool = False
+    checkpoint: str | Path,
+    model_format: str = "pt2",
+    device: str = "cpu",
+    half: bool = False,
+    int8: bool = False,
 ) -> str:
     """Hex SHA-256 naming the cached export of a checkpoint.
 
     It changes with the weights (SHA-256 of the ``.safetensors``), the checkpoint's JSON (input
     size, architecture), the torch version, the device and its features (CPU instruction set or
-    GPU), the precision, the file format and this exporter's format version.
+    GPU), the precision (and for int8 the quantisation scheme and its calibration), the file
+    format and this exporter's format version.
     """
     from cathtrack.checkpoint import model_paths
 
@@ -310,13 +472,22 @@ def cache_key(
         "inductor_configs": inductor_configs(device) if model_format == "pt2" else None,
         "format_version": FORMAT_VERSION,
     }
+    if int8:  # only then: the keys of float exports stay what they were
+        from cathtrack.quantize import quantization_metadata
+
+        facts["quantization"] = quantization_metadata(None)
     return hashlib.sha256(json.dumps(facts, sort_keys=True).encode()).hexdigest()
 
 
 def cached_export(
-    checkpoint: str | Path, model_format: str = "pt2", device: str = "cpu", half: bool = False
+    checkpoint: str | Path,
+    model_format: str = "pt2",
+    device: str = "cpu",
+    half: bool = False,
+    int8: bool = False,
 ) -> Path:
-    """The cached model file of a checkpoint, exported first if it is not in the cache yet.
+    """The cached model file of a checkpoint, exported first if it is not in the cache yet
+    (``int8``: calibrated on the default synthetic frames, :mod:`cathtrack.quantize`).
 
     Two processes exporting the same entry at once both write complete files and the last
     rename wins, so a reader always finds a whole file. The checkpoint is checked first
@@ -329,13 +500,13 @@ def cached_export(
     """
     from cathtrack.checkpoint import model_paths, read_metadata
 
-    check_device(device, half)
+    check_device(device, half and model_format != "onnx")
     weights, _ = model_paths(checkpoint)
     read_metadata(checkpoint)  # a missing or foreign JSON: a clear error naming it, not errno 2
     if not weights.is_file():
         raise FileNotFoundError(f"{weights}: model weights not found")
-    key = cache_key(checkpoint, model_format, device, half)
+    key = cache_key(checkpoint, model_format, device, half, int8)
     path = cache_dir() / f"{weights.stem}-{key[:24]}.{model_format}"
     if not path.is_file():
-        export_model(checkpoint, path, model_format, device, half)
+        export_model(checkpoint, path, model_format, device, half, int8=int8)
     return path

@@ -1,10 +1,13 @@
 """`cathtrack bench`: latency of the native engine (.pt2 and .ts) against the Python reference.
 
-All three backends run in one process on the same weights and the same frames: synthetic
-clinical frames rendered once up front, passed as uint16 so the input conversion is part of the
-timing. Backends take turns frame by frame (the starting backend rotates) so slow phases of a
-shared machine hit all of them alike; warm-up frames are not timed. Stage times come from
+Every backend runs in one process on the same weights and the same frames: synthetic clinical
+frames rendered once up front, passed as uint16 so the input conversion is part of the timing.
+Backends take turns frame by frame (the starting backend rotates) so slow phases of a shared
+machine hit all of them alike; warm-up frames are not timed. Stage times come from
 ``Result.timings``; "end to end" is the wall time of the ``tracker(frame)`` call as a user sees it.
+Optional rows: a 16-bit ``.pt2`` (``--half``), an int8 ``.pt2`` (``--int8``) and the ONNX file
+in onnxruntime (``--onnxruntime``); each row's speed-up is given over the Python reference and
+over the float32 ``.pt2``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ HELP = "time the native engine (.pt2, .ts) against the Python reference on the s
 EXAMPLES = """  cathtrack bench
   cathtrack bench models/cathtrack_lite.safetensors --size 256 --frames 200 --threads 2
   cathtrack bench models/cathtrack_resnet34.safetensors --half   # adds a bfloat16 pt2 row
+  cathtrack bench models/cathtrack_resnet34.safetensors --int8 --onnxruntime --device cpu
   cathtrack bench model.safetensors --device cuda --half --json benchmarks/results/bench_gpu.json"""
 
 DEFAULT_JSON = Path("benchmarks/results/bench.json")
@@ -29,6 +33,12 @@ BACKENDS = {
     "native ts": {"backend": "native", "export_format": "ts"},
     "python": {"backend": "python"},
 }
+OPTIONAL_BACKENDS = {  # flag -> (label, Tracker arguments)
+    "half": ("native pt2 half", {"backend": "native", "export_format": "pt2", "half": True}),
+    "int8": ("native pt2 int8", {"backend": "native", "export_format": "pt2", "int8": True}),
+    "onnxruntime": ("onnxruntime", {"backend": "onnxruntime"}),
+}
+FLOAT_BASELINE = "native pt2"
 STAGES = ("preprocess", "inference", "postprocess", "end_to_end")
 UINT16_MAX = 65535
 
@@ -49,6 +59,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--half",
         action="store_true",
         help="also time a 16-bit pt2 export (float16 on CUDA, bfloat16 on the CPU)",
+    )
+    parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="also time an int8 pt2 export (CPU; calibrated on synthetic frames; needs torchao)",
+    )
+    parser.add_argument(
+        "--onnxruntime",
+        action="store_true",
+        help="also time the ONNX export in onnxruntime (needs the onnx extra)",
     )
     parser.add_argument(
         "--json", type=Path, default=DEFAULT_JSON, help=f"JSON output (default {DEFAULT_JSON})"
@@ -127,6 +147,8 @@ def format_table(report: dict) -> str:
     lines.append("(ms; end_to_end = wall time of tracker(frame); pre+post = share of end to end)")
     for label, ratio in report["speedup_vs_python"].items():
         lines.append(f"speed-up {label} / python (median end to end): {ratio:.2f}x")
+    for label, ratio in report["speedup_vs_float32_pt2"].items():
+        lines.append(f"speed-up {label} / {FLOAT_BASELINE} (median end to end): {ratio:.2f}x")
     return "\n".join(lines)
 
 
@@ -150,15 +172,17 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
 
     backends = dict(BACKENDS)
-    if args.half:
-        backends["native pt2 half"] = {"backend": "native", "export_format": "pt2", "half": True}
+    for flag, (label, options) in OPTIONAL_BACKENDS.items():
+        if getattr(args, flag):
+            backends[label] = options
     trackers = {}
     try:
         for label, options in backends.items():
-            if options["backend"] == "native":
-                print(f"loading {label} (the first use exports the model, ~20 s)")
+            if options["backend"] != "python":
+                wait = "1-2 min" if options.get("int8") else "~20 s"
+                print(f"loading {label} (the first use exports the model, {wait})")
             trackers[label] = Tracker(model, device=args.device, threads=args.threads, **options)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, ModuleNotFoundError) as error:
         raise CliError(str(error)) from error
     device = trackers["python"].device
 
@@ -179,8 +203,11 @@ def run(args: argparse.Namespace) -> int:
 
     summaries = {label: summarize(milliseconds[label]) for label in labels}
     for label in labels:
-        summaries[label]["dtype"] = trackers[label].metadata.get("dtype", "float32")
+        metadata = trackers[label].metadata
+        precision = "int8" if "quantization" in metadata else metadata.get("dtype", "float32")
+        summaries[label]["dtype"] = precision
     python_median = summaries["python"]["end_to_end"]["median_ms"]
+    float_median = summaries[FLOAT_BASELINE]["end_to_end"]["median_ms"]
     report = {
         "model": str(model),
         "size": args.size,
@@ -194,6 +221,12 @@ def run(args: argparse.Namespace) -> int:
             for label in labels
             if label != "python"
         },
+        "speedup_vs_float32_pt2": {
+            label: float_median / summaries[label]["end_to_end"]["median_ms"]
+            for label in labels
+            if label not in ("python", FLOAT_BASELINE)
+        },
+        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
     print(format_table(report))
     args.json.parent.mkdir(parents=True, exist_ok=True)
