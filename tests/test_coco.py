@@ -131,13 +131,16 @@ def test_reads_cvat_polygons_and_bbox_only_electrodes(tmp_path):
         {"id": 2, "image_id": 7, "category_id": 5, "bbox": [20, 8, 4, 6], "area": 24, "iscrowd": 0},
         {"id": 3, "image_id": 7, "category_id": 3, "bbox": [0, 0, 5, 5], "area": 25, "iscrowd": 0},
     ]  # fmt: skip
-    sample = _foreign_dataset(tmp_path, annotations, categories)[0]
+    with pytest.warns(UserWarning, match="1 annotations of category 'ruler'"):
+        reader = _foreign_dataset(tmp_path, annotations, categories)
+    sample = reader[0]
     assert sample.image.shape == (40, 50) and sample.image.dtype == np.float32
     assert sample.available == {"segmentation": True, "detection": True}  # inferred
     assert sample.mask[12, 20] == 1 and sample.mask[20, 20] == 0
     assert 60 <= sample.mask.sum() <= 110
-    np.testing.assert_allclose(sample.electrodes, [[22.0, 11.0]])
-    np.testing.assert_allclose(sample.boxes, [[20, 8, 4, 6]])
+    # COCO's pixel corners -> cathtrack's pixel centres: 0.5 px up and left
+    np.testing.assert_allclose(sample.electrodes, [[21.5, 10.5]])
+    np.testing.assert_allclose(sample.boxes, [[19.5, 7.5, 4, 6]])
     assert sample.electrode_catheter.tolist() == [-1] and sample.electrode_index.tolist() == [-1]
     assert [(c.id, c.type, c.target) for c in sample.catheters] == [(1, "ablation", True)]
 
@@ -171,7 +174,7 @@ def test_reads_label_studio_keypoints_uncompressed_rle_and_16_bit(tmp_path):
     assert sample.image.max() == pytest.approx(1.0)
     assert sample.available == {"segmentation": False, "detection": True}
     assert sample.mask is None  # segmentation not labelled for this image: unknown, not empty
-    np.testing.assert_allclose(sample.electrodes, [[12.5, 6.5]])
+    np.testing.assert_allclose(sample.electrodes, [[12.0, 6.0]])
     assert sample.catheters[0].target is False
 
 

@@ -198,3 +198,28 @@ def test_dicom_without_pixel_data_is_a_read_error(tmp_path):
     dataset.save_as(path, enforce_file_format=True)
     with pytest.raises(ReadError, match="no pixel data"):
         list(read_frames(path))
+
+
+def test_frames_say_how_many_frames_their_file_holds(tmp_path):
+    image = tmp_path / "one.png"
+    cv2.imwrite(str(image), np.zeros((4, 5), np.uint8))
+    pages = tmp_path / "pages.tif"
+    assert cv2.imwritemulti(str(pages), [np.zeros((4, 5), np.uint8)] * 3)
+    dicom = _write_dicom(tmp_path / "run.dcm", _frames_12bit(4))
+    single = _write_dicom(tmp_path / "single.dcm", _frames_12bit(1))
+    video = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (16, 16))
+    for _ in range(2):
+        writer.write(np.zeros((16, 16, 3), np.uint8))
+    writer.release()
+    counts = {
+        path.name: [frame.count for frame in read_frames(path)]
+        for path in (image, pages, dicom, single, video)
+    }
+    assert counts == {
+        "one.png": [1],
+        "pages.tif": [3, 3, 3],
+        "run.dcm": [4] * 4,
+        "single.dcm": [1],
+        "clip.avi": [None, None],  # a video is counted only by reading it
+    }

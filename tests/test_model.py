@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from cathtrack.coordinates import HEATMAP_STRIDES, OUTPUT_STRIDE
-from cathtrack.model import CathNet, ModelConfig, build_model, summary
 from cathtrack.data.synth import preset, render
+from cathtrack.model import CathNet, ModelConfig, build_model, summary
 from cathtrack.model.backbones import BACKBONES, build_backbone
 from cathtrack.model.net import CENTER_PRIOR, center_prior
 from cathtrack.train.losses import focal_loss

@@ -294,3 +294,245 @@ def test_a_signal_finalises_the_video_being_written(tiny_ts, long_video, tmp_pat
     # the MP4 got its index: every frame with a result is in it, and no temporary is left
     assert _frame_count(out / "long.mp4") == len(records)
     assert sorted(p.name for p in out.iterdir()) == ["long.mp4", "results.jsonl"]
+
+
+# ---------------------------------------------------------------- files of every frame
+
+
+def _multi_frame_inputs(folder: Path) -> Path:
+    """A single PNG, a 3-page TIFF and a 3-frame DICOM of 64x64 noise."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from test_io import _write_dicom
+
+    folder.mkdir()
+    rng = np.random.default_rng(4)
+    cv2.imwrite(str(folder / "a.png"), rng.integers(0, 255, (64, 64), dtype=np.uint8))
+    pages = [rng.integers(0, 255, (64, 64), dtype=np.uint8) for _ in range(3)]
+    assert cv2.imwritemulti(str(folder / "b_stack.tif"), pages)
+    _write_dicom(folder / "c_run.dcm", rng.integers(0, 4095, (3, 64, 64)).astype(np.uint16))
+    return folder
+
+
+@pytest.mark.parametrize("video_format", ["mp4", "png"])
+def test_every_record_names_the_overlay_and_mask_its_frame_went_to(
+    tiny_ts, tmp_path, capsys, video_format
+):
+    folder = _multi_frame_inputs(tmp_path / "in")
+    out = tmp_path / "out"
+    code, _, tracked, errors = _predict([folder], out, tiny_ts, capsys, "--save-mask",
+                                        "--video-format", video_format)  # fmt: skip
+    assert code == 0 and errors == []
+    assert [(Path(r["source"]).name, r["frame"]) for r in tracked] == [
+        ("a.png", 0), *[("b_stack.tif", k) for k in range(3)], *[("c_run.dcm", k) for k in range(3)]
+    ]  # fmt: skip
+    expected = {("a.png", 0): (out / "a.png", out / "a_mask.png")}
+    for stem, suffix in (("b_stack", "tif"), ("c_run", "dcm")):
+        for k in range(3):
+            overlay = (
+                out / f"{stem}.mp4" if video_format == "mp4" else out / stem / f"frame_{k:05d}.png"
+            )
+            expected[(f"{stem}.{suffix}", k)] = (
+                overlay,
+                out / f"{stem}_mask" / f"frame_{k:05d}.png",
+            )
+    for record in tracked:  # frame 0 of a multi-frame file too
+        overlay, mask = expected[(Path(record["source"]).name, record["frame"])]
+        assert (record["overlay"], record["mask_png"]) == (str(overlay), str(mask))
+        assert overlay.is_file() and mask.is_file()
+    if video_format == "mp4":
+        assert _frame_count(out / "b_stack.mp4") == _frame_count(out / "c_run.mp4") == 3
+    assert not (out / "b_stack.png").exists() and not (out / "c_run.png").exists()
+
+
+def test_mask_png_is_the_binary_mask_of_a_direct_tracker_call(tracker, inputs, tmp_path):
+    out = tmp_path / "out"
+    image = inputs / "a_gray8.png"
+    assert main(["predict", str(image), "--out", str(out), "--save-mask"]) == 0
+    expected = tracker(cv2.imread(str(image), cv2.IMREAD_UNCHANGED)).binary
+    assert expected.any()
+    written = cv2.imread(str(out / "a_gray8_mask.png"), cv2.IMREAD_UNCHANGED)
+    assert written.dtype == np.uint8 and set(np.unique(written)) <= {0, 255}
+    np.testing.assert_array_equal(written == 255, expected)
+
+
+# ---------------------------------------------------------------- temporal tracking
+
+
+@pytest.fixture(scope="module")
+def sequence_video(tmp_path_factory) -> Path:
+    """An 8-frame synthetic sequence (heart beat, breathing) as an MJPG AVI, twice."""
+    folder = tmp_path_factory.mktemp("sequence")
+    images = [s.image for s in render_sequence(preset("clinical", size=FRAME_SIZE), 8, 8)]
+    writer = cv2.VideoWriter(
+        str(folder / "run1.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 15, (FRAME_SIZE, FRAME_SIZE)
+    )
+    for image in images:
+        writer.write(cv2.cvtColor(np.rint(image * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR))
+    writer.release()
+    (folder / "run2.avi").write_bytes((folder / "run1.avi").read_bytes())
+    return folder
+
+
+def test_temporal_tracks_each_video_as_a_temporal_tracker_does(sequence_video, tmp_path):
+    out = tmp_path / "out"
+    assert main(["predict", str(sequence_video), "--out", str(out), "--temporal"]) == 0
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 16
+    temporal = Tracker(temporal=True, threads=1)
+    capture = cv2.VideoCapture(str(sequence_video / "run1.avi"))
+    expected = []
+    while (frame := capture.read())[0]:
+        expected.append(temporal(frame[1]))
+    capture.release()
+    for first, second, result in zip(records[:8], records[8:], expected, strict=True):
+        # the second file starts a new sequence: the same ids again
+        for record in (first, second):
+            assert record["electrode_track_ids"] == [int(i) for i in result.electrode_track_ids]
+            assert [c["track_id"] for c in record["catheters"]] == [
+                c.track_id for c in result.catheters
+            ]
+            np.testing.assert_allclose(np.float32(record["electrodes"]), result.electrodes,
+                                       atol=1e-4)  # fmt: skip
+    assert any(i >= 0 for i in records[7]["electrode_track_ids"])  # tracks were confirmed
+    # without --temporal no ids are given
+    plain = tmp_path / "plain"
+    assert main(["predict", str(sequence_video / "run1.avi"), "--out", str(plain)]) == 0
+    first = json.loads((plain / "results.jsonl").read_text().splitlines()[-1])
+    assert "electrode_track_ids" not in first
+    assert all(c["track_id"] == -1 for c in first["catheters"])
+
+
+# ---------------------------------------------------------------- MP4 codecs
+
+
+def _ffmpeg_probe(path: Path) -> str:
+    import imageio_ffmpeg
+
+    done = subprocess.run([imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-i", str(path)],
+                          capture_output=True, text=True)  # fmt: skip
+    return done.stderr
+
+
+def test_mp4_overlays_are_h264_that_browsers_play(tiny_ts, sequence_video, tmp_path, capsys):
+    pytest.importorskip("imageio_ffmpeg", reason="the optional extra cathtrack[video]")
+    out = tmp_path / "out"
+    code, err, tracked, _ = _predict([sequence_video / "run1.avi"], out, tiny_ts, capsys)
+    assert code == 0 and not [line for line in err if "warning" in line]
+    video = out / "run1.mp4"
+    probe = _ffmpeg_probe(video)
+    assert "Video: h264" in probe and "yuv420p" in probe, probe
+    data = video.read_bytes()
+    assert data.find(b"moov") < data.find(b"mdat")  # index first: plays while loading
+    assert _frame_count(video) == len(tracked) == 8
+
+
+def test_without_the_packaged_ffmpeg_mp4v_is_written_with_a_warning(
+    tiny_ts, sequence_video, tmp_path, capsys, monkeypatch
+):
+    import cathtrack.video
+
+    monkeypatch.setattr(cathtrack.video, "h264_available", lambda: False)
+    monkeypatch.setattr(cathtrack.video, "_warned", False)
+    out = tmp_path / "out"
+    code, err, tracked, _ = _predict([sequence_video], out, tiny_ts, capsys)
+    assert code == 0
+    warnings_ = [line for line in err if "warning" in line]
+    assert len(warnings_) == 1  # once per run, not once per video
+    assert warnings_[0].startswith("cathtrack predict: warning: ")
+    assert "mp4v" in warnings_[0] and "cathtrack[video]" in warnings_[0]
+    capture = cv2.VideoCapture(str(out / "run1.mp4"))
+    fourcc = int(capture.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little").decode()
+    capture.release()
+    assert fourcc in ("mp4v", "FMP4")  # MPEG-4 Part 2, as FFmpeg names it when reading
+    assert _frame_count(out / "run2.mp4") == 8
+
+
+# ---------------------------------------------------------------- threads and half precision
+
+
+def test_default_threads_leave_busy_cores_alone(monkeypatch):
+    from cathtrack.cli.predict import default_threads
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    for load, expected in ((0.0, 4), (0.6, 4), (1.2, 3), (2.6, 2), (3.9, 1), (9.0, 1)):
+        monkeypatch.setattr(os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+        assert default_threads() == expected
+
+
+def test_threads_below_one_are_refused_on_one_line(tiny_ts, tmp_path, capsys):
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.zeros((32, 32), np.uint8))
+    assert main(["predict", str(image), "--out", str(tmp_path / "o"), "--threads", "0"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "cathtrack predict: error: --threads must be >= 1, got 0"
+    )
+
+
+def test_half_runs_a_16_bit_network_or_says_why_not(tmp_path, capsys):
+    from cathtrack.device import cpu_has_native_bfloat16
+
+    checkpoint = CORPUS / "models" / "tiny.safetensors"
+    image = tmp_path / "a.png"
+    frame = np.random.default_rng(5).integers(0, 255, (64, 64), dtype=np.uint8)
+    cv2.imwrite(str(image), frame)
+    arguments = ["predict", str(image), "--out", str(tmp_path / "o"), "--model", str(checkpoint),
+                 "--backend", "python", "--device", "cpu", "--half", "--threads", "1"]  # fmt: skip
+    code = main(arguments)
+    err = capsys.readouterr().err.strip()
+    if not cpu_has_native_bfloat16():
+        assert code == 2 and "bfloat16" in err and "\n" not in err
+        return
+    assert code == 0, err
+    import torch
+
+    record = json.loads((tmp_path / "o" / "results.jsonl").read_text())
+    half = Tracker(checkpoint, device="cpu", backend="python", half=True)
+    assert half._reference.dtype == torch.bfloat16  # noqa: SLF001 (the network's own type)
+    np.testing.assert_array_equal(np.float32(record["scores"]), half(frame).scores)
+
+
+# ---------------------------------------------------------------- pre-annotations
+
+
+def test_coco_names_frames_by_their_path_in_the_input_folder(tiny_ts, tmp_path, capsys):
+    from pycocotools.coco import COCO
+
+    from cathtrack.data.readers import open_reader
+
+    folder = _multi_frame_inputs(tmp_path / "in")
+    (folder / "sub").mkdir()
+    (folder / "a.png").rename(folder / "sub" / "a.png")
+    coco_file = tmp_path / "pre" / "predictions.json"
+    code, _, tracked, _ = _predict([folder], tmp_path / "out", tiny_ts, capsys,
+                                   "--coco", str(coco_file), "--score-threshold", "0.05")  # fmt: skip
+    assert code == 0
+    coco = COCO(str(coco_file))
+    names = [coco.imgs[i]["file_name"] for i in sorted(coco.imgs)]
+    assert names == [
+        *[f"b_stack/frame_{k:06d}.png" for k in range(3)],
+        *[f"c_run/frame_{k:06d}.png" for k in range(3)],
+        "sub/a.png",
+    ]
+    electrodes = coco.loadAnns(coco.getAnnIds(catIds=[2]))
+    assert len(electrodes) == sum(len(r["electrodes"]) for r in tracked) > 0
+    # the single image reads back through cathtrack's loader from its own folder
+    assert main(["predict", str(folder / "sub"), "--out", str(tmp_path / "o2"), "--model",
+                 str(tiny_ts), "--device", "cpu", "--score-threshold", "0.05",
+                 "--coco", str(folder / "sub" / "pre.json")]) == 0  # fmt: skip
+    record = json.loads((tmp_path / "o2" / "results.jsonl").read_text())
+    sample = open_reader(folder / "sub" / "pre.json")[0]
+    np.testing.assert_allclose(sample.electrodes, np.float32(record["electrodes"]).reshape(-1, 2),
+                               atol=1e-3)  # fmt: skip
+
+
+def test_coco_style_label_studio_writes_keypoints_and_polygons(tiny_ts, tmp_path, capsys):
+    image = tmp_path / "a.png"
+    cv2.imwrite(str(image), np.random.default_rng(6).integers(0, 255, (64, 64), dtype=np.uint8))
+    coco_file = tmp_path / "ls.json"
+    code, _, _, _ = _predict([image], tmp_path / "out", tiny_ts, capsys, "--coco", str(coco_file),
+                             "--coco-style", "label-studio", "--score-threshold", "0.05")  # fmt: skip
+    assert code == 0
+    document = json.loads(coco_file.read_text())
+    assert "label-studio" in document["info"]["description"]
+    electrodes = [a for a in document["annotations"] if a["category_id"] == 2]
+    assert electrodes and all("bbox" not in a for a in electrodes)

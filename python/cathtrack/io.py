@@ -17,6 +17,7 @@ chatter on stderr (FFmpeg's) is silenced, since the ReadError says what went wro
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import re
@@ -42,6 +43,11 @@ KNOWN_SUFFIXES = IMAGE_SUFFIXES | TIFF_SUFFIXES | VIDEO_SUFFIXES | DICOM_SUFFIXE
 INDEXED_VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov"})
 JPEG_SUFFIXES = frozenset({".jpg", ".jpeg"})
 
+# The optional extra with decoders for compressed DICOM pixel data (GDCM: JPEG Lossless,
+# JPEG-LS, JPEG 2000, 8-bit JPEG; pydicom itself decodes RLE and, through Pillow, baseline JPEG
+# and most JPEG 2000).
+DICOM_EXTRA = "dicom"
+JPEG_EXTENDED_12_BIT = "1.2.840.10008.1.2.4.51"
 _DICOM_MAGIC_OFFSET = 128
 _DICOM_MAGIC = b"DICM"
 
@@ -56,12 +62,15 @@ class Frame:
         index: position of the frame within its file (0 for a single image).
         source: path of the file it came from.
         pixel_spacing_mm: physical size of one pixel when the file says so (DICOM), else None.
+        count: frames in the file, known before its first frame for images (1), TIFF and DICOM
+            (the pages or frames decoded); None for a video (counted only by reading it).
     """
 
     image: np.ndarray
     index: int
     source: str
     pixel_spacing_mm: float | None = None
+    count: int | None = None
 
 
 class ReadError(Exception):
@@ -78,7 +87,9 @@ def read_frames(path: str | os.PathLike) -> Iterator[Frame]:
 
     Supported: PNG, JPEG, BMP (8/16-bit, gray or colour), TIFF (every page of a multi-page file),
     video (MP4, AVI, MOV, MKV through OpenCV/FFmpeg; 8-bit BGR frames) and DICOM (single- and
-    multi-frame, e.g. XA/RF; uncompressed or any transfer syntax pydicom can decode here).
+    multi-frame, e.g. XA/RF; uncompressed, RLE, and through Pillow baseline JPEG and most JPEG
+    2000 out of the box; JPEG Lossless, JPEG-LS and the rest of JPEG 2000 with the extra
+    ``cathtrack[dicom]``, which the ReadError of such a file names when it is missing).
 
     Raises:
         ReadError: missing, unsupported, corrupt or undecodable file (possibly after some frames
@@ -180,7 +191,7 @@ def _read_image(path: Path) -> Iterator[Frame]:
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
         raise ReadError(path, "not a readable image (corrupt or unsupported encoding)")
-    yield Frame(_native_order(image), 0, str(path))
+    yield Frame(_native_order(image), 0, str(path), count=1)
 
 
 def _jpeg_is_truncated(path: Path) -> bool:
@@ -202,7 +213,7 @@ def _read_tiff(path: Path) -> Iterator[Frame]:
     if not pages:
         raise ReadError(path, "not a readable TIFF (corrupt or unsupported encoding)")
     for index, page in enumerate(pages):  # pages of different sizes are all kept
-        yield Frame(_native_order(page), index, str(path))
+        yield Frame(_native_order(page), index, str(path), count=len(pages))
     if len(pages) < expected:
         raise ReadError(path, f"damaged TIFF: decoded {len(pages)} of {expected} pages")
     if not ok:
@@ -238,7 +249,7 @@ def _read_video(path: Path) -> Iterator[Frame]:
 def _read_dicom(path: Path) -> Iterator[Frame]:
     pixels, spacing = _decode_dicom(path)
     for index, image in enumerate(pixels):
-        yield Frame(np.ascontiguousarray(image), index, str(path), spacing)
+        yield Frame(np.ascontiguousarray(image), index, str(path), spacing, len(pixels))
 
 
 def _decode_dicom(path: Path) -> tuple[np.ndarray, float | None]:
@@ -252,7 +263,7 @@ def _decode_dicom(path: Path) -> tuple[np.ndarray, float | None]:
         dataset = pydicom.dcmread(str(path), force=not _has_dicom_magic(path))
         if "PixelData" not in dataset:
             raise ReadError(path, "DICOM file has no pixel data (not an image, or truncated)")
-        pixels = _native_order(dataset.pixel_array)
+        pixels = _native_order(_decode_pixels(dataset, path))
         frame_count = int(dataset.get("NumberOfFrames", 1) or 1)
         if frame_count == 1:
             pixels = pixels[None]  # pixel_array drops the frame axis of single-frame files
@@ -261,6 +272,42 @@ def _decode_dicom(path: Path) -> tuple[np.ndarray, float | None]:
     if pixels.ndim == 4:  # (frames, H, W, 3) colour; pydicom returns RGB, cathtrack uses BGR
         pixels = pixels[..., ::-1]
     return pixels, spacing
+
+
+def _decode_pixels(dataset, path: Path) -> np.ndarray:
+    """``dataset.pixel_array``; for compressed pixel data a ReadError that names the transfer
+    syntax and, when no decoder for it is installed, the extra that brings one."""
+    transfer_syntax = getattr(getattr(dataset, "file_meta", None), "TransferSyntaxUID", None)
+    if transfer_syntax is None or not transfer_syntax.is_compressed:
+        return dataset.pixel_array
+    from pydicom.pixels import get_decoder
+
+    name = transfer_syntax.name
+    try:
+        decoder = get_decoder(transfer_syntax)
+    except NotImplementedError:
+        raise ReadError(path, f"compressed pixel data ({name}): no decoder for it") from None
+    if not decoder.is_available:
+        raise ReadError(
+            path,
+            f"compressed pixel data ({name}) needs a decoder: pip install 'cathtrack[{DICOM_EXTRA}]'",
+        )
+    try:
+        return dataset.pixel_array
+    except Exception as error:  # every decoder plugin refused: say why, on one line
+        reason = " ".join(str(error).split())
+        if importlib.util.find_spec("gdcm") is None:
+            hint = f"; the decoders of pip install 'cathtrack[{DICOM_EXTRA}]' may read it"
+        elif transfer_syntax == JPEG_EXTENDED_12_BIT and int(dataset.get("BitsStored", 8)) > 8:
+            hint = (
+                "; 12-bit JPEG Extended is decoded only by pylibjpeg-libjpeg (GPL), which "
+                "cathtrack does not install"
+            )
+        else:
+            hint = ""
+        raise ReadError(
+            path, f"cannot decode compressed pixel data ({name}): {reason}{hint}"
+        ) from error
 
 
 def _dicom_to_display_values(dataset, pixels: np.ndarray, path: str | Path = "") -> np.ndarray:

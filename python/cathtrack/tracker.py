@@ -1,12 +1,17 @@
 """``cathtrack.Tracker``: one call per frame, numpy in, :class:`Result` out.
 
-Two backends give the same answer (electrodes within 0.1 px; tests/test_tracker.py checks it):
+Three backends give the same answer (electrodes within 0.1 px; tests/test_tracker.py and
+tests/test_onnx.py check it):
 
 - ``"native"`` (default): the C++ engine (``cathtrack._native.Engine``, src/cpp/runtime) runs
   normalisation, resize, the forward pass of an exported ``.pt2``/``.ts`` model, decoding and
   post-processing with the GIL released. A checkpoint (``.safetensors``) is exported on first use
-  to the cache of :func:`cathtrack.export.cached_export`.
+  to the cache of :func:`cathtrack.export.cached_export` (``int8=True``: quantised to int8 first,
+  :mod:`cathtrack.quantize`).
 - ``"python"``: :mod:`cathtrack.pipeline` with eager torch (the reference; slower).
+- ``"onnxruntime"``: an exported ``.onnx`` network run by onnxruntime
+  (:mod:`cathtrack.onnx_backend`, the ``onnx`` extra), its outputs decoded as the reference
+  decodes them (the native post-processing core).
 
 Coordinates are (x, y) pixels of the input frame, pixel centres at integers, whatever size the
 model runs at.
@@ -30,11 +35,12 @@ from cathtrack.tracking import CatheterDetection, SequenceTracker, TrackingParam
 
 __all__ = ["Tracker", "Result", "Catheter", "DecodeSettings", "draw", "default_model_path"]
 
-# Shipped default weights in order of preference: the paper's ResNet34 once trained, else the
-# lite model (see models/MODEL_CARD.md).
+# Shipped default weights in order of preference: the paper's ResNet34, else the lite model (an
+# installation may leave out the larger file; see models/MODEL_CARD.md).
 DEFAULT_MODEL_FILES = ("cathtrack_resnet34.safetensors", "cathtrack_lite.safetensors")
 _NATIVE_DTYPES = (np.uint8, np.uint16, np.float32)
 _EXPORTED_SUFFIXES = (".pt2", ".ts")
+BACKENDS = ("native", "python", "onnxruntime")
 
 
 @dataclass(frozen=True, eq=False)  # arrays inside: compare fields explicitly
@@ -94,6 +100,16 @@ class Result:
         electrode_track_ids: (N,) int64 stable electrode ids over a sequence, -1 for an electrode
             whose track is not confirmed (``Tracker(temporal=True)``; None otherwise). Electrodes
             with an id are then at their Kalman-smoothed positions (cathtrack.tracking).
+        frame: the frame the tracker was given (a reference, not a copy: a caller that reuses
+            its buffer should pass the frame to :meth:`plot` itself); None for a result made
+            by hand. Used by :meth:`plot` and :meth:`save`, never written to JSON.
+
+    Example::
+
+        result = tracker(frame)
+        overlay = result.plot()          # (H, W, 3) uint8 BGR, as cathtrack.draw
+        result.save("overlay.png")       # the same picture, written atomically
+        line = result.to_json()          # one JSON object (add include_mask=True for the mask)
     """
 
     mask: np.ndarray
@@ -104,6 +120,7 @@ class Result:
     timings: dict[str, float] = field(default_factory=dict)
     mask_threshold: float = 0.5
     electrode_track_ids: np.ndarray | None = None
+    frame: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def binary(self) -> np.ndarray:
@@ -129,6 +146,55 @@ class Result:
             encoded = rle.encode(np.asfortranarray(self.binary.astype(np.uint8)))
             out["mask"] = {"size": list(encoded["size"]), "counts": encoded["counts"].decode()}
         return out
+
+    def to_json(self, include_mask: bool = False, **dumps: Any) -> str:
+        """:meth:`to_dict` as a JSON string; ``dumps`` go to ``json.dumps`` (e.g. ``indent=2``)."""
+        return json.dumps(self.to_dict(include_mask=include_mask), **dumps)
+
+    def plot(
+        self, frame: np.ndarray | None = None, *, scale: int = 1, legend: bool = True
+    ) -> np.ndarray:
+        """The overlay of this result (see :func:`draw`) on ``frame``, by default the frame it
+        came from.
+
+        Returns:
+            (H*scale, W*scale, 3) uint8 BGR image.
+
+        Raises:
+            ValueError: no frame given and none kept (a result not made by a Tracker), or a
+                frame of another size than the result's.
+        """
+        frame = self.frame if frame is None else frame
+        if frame is None:
+            raise ValueError("this result keeps no frame: pass the frame, result.plot(frame)")
+        if tuple(np.shape(frame)[:2]) != self.mask.shape:
+            raise ValueError(
+                f"frame is {np.shape(frame)[1]}x{np.shape(frame)[0]} but the result is for "
+                f"{self.mask.shape[1]}x{self.mask.shape[0]}"
+            )
+        return draw(frame, self, scale=scale, legend=legend)
+
+    def save(self, path: str | Path, frame: np.ndarray | None = None, *, scale: int = 1) -> Path:
+        """Writes :meth:`plot` to ``path`` (format from the suffix: .png, .jpg, ...) through a
+        temporary file, so ``path`` is never half written; returns ``path``.
+
+        Raises:
+            ValueError: as :meth:`plot`, or a suffix OpenCV cannot encode.
+        """
+        import cv2
+
+        from cathtrack.checkpoint import write_bytes_atomic
+
+        path = Path(path)
+        ok, encoded = False, None
+        try:
+            ok, encoded = cv2.imencode(path.suffix or ".png", self.plot(frame, scale=scale))
+        except cv2.error:
+            pass
+        if not ok:
+            raise ValueError(f"{path}: cannot write an image with suffix {path.suffix!r}")
+        write_bytes_atomic(path, encoded.tobytes())
+        return path
 
 
 def default_model_path() -> Path:
@@ -163,7 +229,9 @@ class Tracker:
             its ``.json`` or a checkpoint folder; exported once to the cache for the native
             backend), or None for the shipped default weights.
         device: "auto" (CUDA when available), "cpu" or "cuda".
-        backend: "native" (C++ engine) or "python" (reference pipeline, eager torch).
+        backend: "native" (C++ engine), "python" (reference pipeline, eager torch) or
+            "onnxruntime" (an ``.onnx`` file, or a checkpoint exported to one; CPU threads as
+            ``threads``, CUDA with the onnxruntime-gpu wheel).
         settings: decoding settings (:class:`cathtrack.settings.DecodeSettings`; None: its
             defaults).
         **decode: single decoding settings by name, applied over ``settings``
@@ -173,8 +241,11 @@ class Tracker:
         threads: intra-op CPU threads during a call (0: torch's current setting).
         export_format: format a checkpoint is exported to for the native backend ("pt2", or "ts").
         half: 16-bit floats when a checkpoint is exported: float16 on CUDA, bfloat16 on a CPU
-            with native bfloat16 (:func:`cathtrack.device.half_dtype`; an exported file keeps
-            its own precision).
+            with native bfloat16 (:func:`cathtrack.device.half_dtype`; float16 for
+            onnxruntime; an exported file keeps its own precision).
+        int8: native backend on the CPU: a checkpoint is exported as an int8 ``.pt2``
+            (:mod:`cathtrack.quantize`, calibrated on synthetic frames; for your own frames
+            export with ``cathtrack export --int8 --calibration`` and pass the file).
         temporal: track over consecutive calls (:class:`cathtrack.tracking.SequenceTracker`):
             stable ``track_id``s and Kalman-smoothed electrodes; call :meth:`reset` between
             sequences. False (the default): every frame is decoded on its own.
@@ -205,27 +276,39 @@ class Tracker:
         threads: int = 0,
         export_format: str = "pt2",
         half: bool = False,
+        int8: bool = False,
         temporal: bool = False,
         tracking: TrackingParams | None = None,
         **decode: float,
     ) -> None:
-        if backend not in ("native", "python"):
-            raise ValueError(f"backend must be 'native' or 'python', got {backend!r}")
+        if backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
         if export_format not in ("pt2", "ts"):
             raise ValueError(f"export_format must be 'pt2' or 'ts', got {export_format!r}")
+        if int8 and (backend != "native" or export_format != "pt2" or half):
+            raise ValueError("int8 runs in the native backend as a pt2 export, without half")
         from cathtrack.device import pick_device
 
         self.backend = backend
-        self.device = pick_device(device)
+        if backend == "onnxruntime":
+            from cathtrack.onnx_backend import pick_onnx_device
+
+            self.device = pick_onnx_device(device)
+        else:
+            self.device = pick_device(device)
         self.settings = (settings or DecodeSettings()).replace(**decode)
         source = Path(model) if model is not None else default_model_path()
         if not source.exists():
             raise FileNotFoundError(f"{source}: model not found")
+        if int8 and self.device != "cpu":
+            raise ValueError("int8 runs on the CPU: pass device='cpu'")
+        if source.suffix == ".onnx" and backend != "onnxruntime":
+            raise ValueError(f"{source}: an ONNX file runs with backend='onnxruntime'")
         if backend == "native":
             from cathtrack.export import cached_export, check_model_file
 
             if source.suffix not in _EXPORTED_SUFFIXES:
-                source = cached_export(source, export_format, self.device, half)
+                source = cached_export(source, export_format, self.device, half, int8)
             check_model_file(source)  # before the engine opens it: a .pt2 of another torch
             from cathtrack import _native
             from cathtrack.postprocess import spacing_templates
@@ -240,6 +323,16 @@ class Tracker:
                 raise _native.ModelFileError(" ".join(str(error).split())) from None
             self.metadata: dict[str, str] = dict(self._engine.metadata())
             self.input_size = int(self._engine.input_size)
+        elif backend == "onnxruntime":
+            from cathtrack.export import cached_export
+            from cathtrack.onnx_backend import OnnxNetwork
+
+            if source.suffix != ".onnx":
+                source = cached_export(source, "onnx", "cpu", half)
+            network = OnnxNetwork(source, self.device, int(threads))
+            self._reference = _ReferencePipeline(source, "cpu", half, 0, network=network)
+            self.metadata = self._reference.metadata
+            self.input_size = self._reference.input_size
         else:
             self._reference = _ReferencePipeline(source, self.device, half, int(threads))
             self.metadata = self._reference.metadata
@@ -283,12 +376,15 @@ class Tracker:
             TypeError: unsupported dtype (bool, complex, object, 64-bit integers).
             ValueError: empty frame or a shape other than (H, W) / (H, W, 1|3|4).
         """
+        given = frame
         frame = _as_frame(frame)
-        if self.backend == "python":
+        if self.backend != "native":
             result = self._reference(frame, self.settings)
         else:
             result = self._native(frame)
-        return result if self.sequence is None else _track(self.sequence, result)
+        if self.sequence is not None:
+            result = _track(self.sequence, result)
+        return dataclasses.replace(result, frame=given)  # kept for result.plot()
 
     def _native(self, frame: np.ndarray) -> Result:
         raw = self._engine(frame)
@@ -363,11 +459,18 @@ def _as_frame(frame: Any) -> np.ndarray:
 class _ReferencePipeline:
     """The python backend: cathtrack.pipeline step by step, timed like the native engine."""
 
-    def __init__(self, source: Path, device: str, half: bool, threads: int) -> None:
+    def __init__(
+        self, source: Path, device: str, half: bool, threads: int, network: Any = None
+    ) -> None:
         import torch
 
         self.device = device
         self.threads = threads
+        if network is not None:  # an ONNX network: float32 in and out whatever its precision
+            self.forward, self.dtype = network, torch.float32
+            self.metadata = network.metadata
+            self.input_size = int(self.metadata["input_size"])
+            return
         from cathtrack.device import half_dtype
 
         self.dtype = half_dtype(device) if half else torch.float32
@@ -475,29 +578,49 @@ def _tip_direction(line: np.ndarray, lookback: float, scale: np.ndarray) -> tupl
     return (float(delta[0] / length), float(delta[1] / length))
 
 
-def draw(frame: np.ndarray, result: Result, *, scale: int = 1) -> np.ndarray:
-    """An overlay of a result on its frame: mask in orange, electrodes as green crosses,
-    centerlines in cyan with the tip dotted, type labels at the tips.
+def draw(frame: np.ndarray, result: Result, *, scale: int = 1, legend: bool = True) -> np.ndarray:
+    """An overlay of a result on its frame (:func:`cathtrack.viz.draw_overlay`): each catheter
+    in its own colour (mask, centerline, electrode rings, a tag at the tip), a legend with the
+    tag, type and type score of each; electrodes on no catheter as white rings.
+
+    Catheters are tagged with their ``id`` (as in ``result.to_dict()``) and take the palette's
+    colours in order; with temporal tracking they are tagged ``#`` and their track id, which
+    also fixes their colour over a video. Grey, and grouped in one legend line each: catheters
+    of unknown type and, with tracking, tracks not confirmed yet.
 
     Args:
         frame: (H, W) or (H, W, 3) frame of any dtype (the one the result came from).
         result: the tracker's result for it.
-        scale: integer upscaling so small frames stay readable.
+        scale: integer upscaling of the output; marks and text are sized from the output.
+        legend: draw the legend.
 
     Returns:
         (H*scale, W*scale, 3) uint8 BGR image (write it with ``cv2.imwrite``).
     """
     from cathtrack.viz import draw_overlay
 
-    labels = [
-        c.type if c.type == UNKNOWN_TYPE else f"{c.type} {c.type_score:.2f}"
-        for c in result.catheters
-    ]
+    tracked = result.electrode_track_ids is not None
+    keys, tags, labels = [], [], []
+    for c in result.catheters:
+        if tracked and c.track_id < 0:
+            keys.append(-1)
+            labels.append("not confirmed yet")
+        elif c.type == UNKNOWN_TYPE:
+            keys.append(-1)
+            labels.append("unknown type")
+        else:  # the next palette colour, or the track's own
+            keys.append(c.track_id if tracked else sum(key >= 0 for key in keys))
+            labels.append(f"{c.type} {c.type_score:.2f}")
+        tags.append(f"#{c.track_id}" if tracked else str(c.id))
     return draw_overlay(
         frame,
         result.binary,
         result.electrodes,
         [c.centerline for c in result.catheters],
         labels,
+        groups=[c.electrodes for c in result.catheters],
+        keys=keys,
+        tags=tags,
+        legend=legend,
         scale=scale,
     )

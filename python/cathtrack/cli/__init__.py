@@ -11,9 +11,12 @@ import argparse
 import importlib
 import sys
 
+from cathtrack import __version__
+
 # verb -> module name inside cathtrack.cli; the one-line help lives in the module.
 VERBS: dict[str, str] = {
     "bench": "bench",
+    "data": "data",
     "demo": "demo",
     "eval": "eval",
     "export": "export",
@@ -37,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Catheter electrode detection and catheter segmentation in X-ray fluoroscopy.",
         epilog="Run 'cathtrack VERB --help' for the options and examples of one verb.",
     )
+    parser.add_argument("--version", action="version", version=f"cathtrack {__version__}")
     sub = parser.add_subparsers(dest="verb", metavar="VERB")
     for verb in VERBS:
         module = _load(verb)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -22,8 +23,10 @@ HELP = (
     "mean J, Dice, type accuracy, FPS)"
 )
 EXAMPLES = """  cathtrack eval runs/paper data/clinical_test
+  cathtrack eval runs/paper data/clinical_test --no-speed     # no forward-pass speed test
   cathtrack eval runs/paper/checkpoints/best data/clinical_test --json eval.json
   cathtrack eval models/cathtrack_resnet34.safetensors data/test --detections out/detections.json
+  cathtrack eval models/cathtrack_resnet34.safetensors data/test --int8 --device cpu
   (writes out/detections.json, out/detections_points.json, out/detections_box8.json and
    out/ground_truth_{footprint,points,box8}.json; recompute e.g. the footprint AP:
    gt = COCO("out/ground_truth_footprint.json"); E = COCOeval(gt, gt.loadRes(
@@ -74,6 +77,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="16-bit network: float16 on CUDA, bfloat16 on a CPU with native bfloat16",
     )
     parser.add_argument(
+        "--int8",
+        action="store_true",
+        help="the int8 .pt2 the native engine runs (Tracker(int8=True); CPU; needs torchao)",
+    )
+    parser.add_argument(
         "--score-threshold",
         type=float,
         default=DecodeSettings.score_threshold,
@@ -87,6 +95,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="match distance of precision/recall/F1/MAE, px (default 2; the AP thresholds are fixed)",
     )
     parser.add_argument("--limit", type=int, help="evaluate only the first N frames")
+    parser.add_argument(
+        "--no-speed",
+        action="store_true",
+        help="skip the forward-pass speed test (FPS is then n/a in the table and null in "
+        "--json; the test times 10 forward passes after 2 warm-up ones)",
+    )
     parser.add_argument(
         "--sequences",
         action="store_true",
@@ -110,7 +124,7 @@ def resolve_model(path: Path) -> Path:
     raise CliError(f"{path}: no model found (a .safetensors file, a checkpoint or a run folder)")
 
 
-def forward_fps(model, size: int, device: str, repeats: int = 30) -> float:
+def forward_fps(model, size: int, device: str, repeats: int = 10) -> float:
     """Frames/s of the forward pass alone at batch 1 (median of ``repeats`` timed runs)."""
     import torch
 
@@ -118,14 +132,14 @@ def forward_fps(model, size: int, device: str, repeats: int = 30) -> float:
     frame = torch.rand(1, 1, size, size, device=device, dtype=dtype)
     times = []
     with torch.inference_mode():
-        for i in range(repeats + 3):
+        for i in range(repeats + 2):
             if device == "cuda":
                 torch.cuda.synchronize()
             start = time.perf_counter()
             model(frame)
             if device == "cuda":
                 torch.cuda.synchronize()
-            if i >= 3:  # warm-up runs are not timed
+            if i >= 2:  # warm-up runs are not timed
                 times.append(time.perf_counter() - start)
     times.sort()
     return 1.0 / times[len(times) // 2]
@@ -255,6 +269,7 @@ def run(args: argparse.Namespace) -> int:
 
     from cathtrack.checkpoint import load_model, write_text_atomic
     from cathtrack.cli import CliError
+    from cathtrack.data.check import check_dataset
     from cathtrack.data.coco import CocoReader
     from cathtrack.data.readers import open_reader
     from cathtrack.device import dtype_name, half_dtype, pick_device
@@ -270,13 +285,24 @@ def run(args: argparse.Namespace) -> int:
         device = pick_device(args.device)
     except ValueError as error:
         raise CliError(f"--device: {error}") from error
+    check = check_dataset(args.data)  # before any work: a bad file must not stop the run midway
+    if not check.usable:
+        for line in check.other_lines():
+            print(line, file=sys.stderr)
+        raise CliError(check.refusal())
     model_path = resolve_model(args.model)
     try:
         model, metadata = load_model(model_path, device)
         if args.half:
             model = model.to(half_dtype(device))
+        if args.int8:  # the cached export of Tracker(int8=True), its compiled code run here
+            from cathtrack.export import PackagedNetwork, cached_export
+
+            if device != "cpu" or args.half:
+                raise ValueError("--int8 runs on the CPU (--device cpu), without --half")
+            model = PackagedNetwork(cached_export(model_path, "pt2", "cpu", int8=True))
         reader = open_reader(args.data)
-    except (FileNotFoundError, ValueError) as error:
+    except (FileNotFoundError, ValueError, ModuleNotFoundError) as error:
         raise CliError(str(error)) from error
     size = int(metadata["input_size"])
     if args.sequences:
@@ -310,13 +336,13 @@ def run(args: argparse.Namespace) -> int:
         radius=args.radius,
         score_threshold=args.score_threshold,
     )
-    metrics["fps"] = forward_fps(model, size, device)
+    metrics["fps"] = None if args.no_speed else forward_fps(model, size, device)
     metrics.update(
         model=str(model_path),
         data=str(args.data),
         device=device,
         input_size=size,
-        dtype=dtype_name(next(model.parameters()).dtype),
+        dtype="int8" if args.int8 else dtype_name(next(model.parameters()).dtype),
         torch_threads=torch.get_num_threads(),
         point_oks_sigma=POINT_SIGMA,
         point_area=POINT_AREA,

@@ -14,13 +14,11 @@ Layout::
 ``image_ids`` (COCO image ids, in playback order) is authoritative; ``file_names`` is there for
 people and tools that do not read COCO.
 
-The reader also takes what CVAT and Label Studio export as COCO: categories are matched by name
-(case-insensitive, singular or plural), catheter segmentations may be polygons or RLE
-(compressed or not), electrodes may be given by keypoints or only by a bbox (centre = bbox
-centre), images may be RGB or 16-bit. When an image has no ``annotated`` list, availability is
-inferred per dataset: segmentation is available for every image if any catheter annotation in
-the file has a segmentation, detection if the file has any electrode annotation (an image
-without such annotations then counts as labelled-empty, not unknown).
+The reader also takes what CVAT and Label Studio export as COCO (their folder layouts,
+categories matched by name, polygons, RLE, keypoint skeletons, boxes, mask PNGs): the label
+import of :mod:`cathtrack.data.labels` turns every file into one canonical form first, with the
+rules of docs/labelling.md. Coordinates in the files this module writes follow cathtrack's
+pixel-centre convention (``info.coordinates = "pixel-centre"``).
 """
 
 from __future__ import annotations
@@ -28,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -37,19 +36,16 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from cathtrack.catheters import UNKNOWN_TYPE
+from cathtrack.data.labels import (
+    CATEGORIES,
+    CATHETER,
+    CATHTRACK_DESCRIPTION,
+    ELECTRODE,
+    PIXEL_CENTRE,
+    import_labels,
+)
 from cathtrack.data.sample import TASKS, CatheterLabel, Sample
 
-CATEGORIES = [
-    {"id": 1, "name": "catheter", "supercategory": "device"},
-    {
-        "id": 2,
-        "name": "electrode",
-        "supercategory": "device",
-        "keypoints": ["center"],
-        "skeleton": [],
-    },
-]
-CATHETER, ELECTRODE = 1, 2
 SEQUENCES_FILE = "sequences.json"
 _CENTRE_DECIMALS = 4  # 1e-4 px: far below any labelling precision, keeps the JSON compact
 _CENTERLINE_DECIMALS = 3
@@ -220,7 +216,11 @@ def write_coco(
         annotations += catheters
         annotations += _electrode_annotations(sample, image_id, len(annotations) + 1, ids)
     dataset = {
-        "info": {"description": "cathtrack dataset (docs/design.md 4.1)", "version": "1.0"},
+        "info": {
+            "description": f"{CATHTRACK_DESCRIPTION} (docs/design.md 4.1)",
+            "version": "1.0",
+            "coordinates": PIXEL_CENTRE,
+        },
         "images": images,
         "annotations": annotations,
         "categories": CATEGORIES,
@@ -246,21 +246,6 @@ def write_coco(
 # --- reading ------------------------------------------------------------------------------
 
 
-def _category_role(name: str) -> int | None:
-    key = name.strip().lower()
-    if key in ("catheter", "catheters"):
-        return CATHETER
-    if key in ("electrode", "electrodes"):
-        return ELECTRODE
-    return None
-
-
-def _truthy(value) -> bool:
-    if isinstance(value, str):
-        return value.strip().lower() not in ("false", "0", "no", "")
-    return bool(value)
-
-
 def _read_gray(path: Path) -> np.ndarray:
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
@@ -273,49 +258,30 @@ def _read_gray(path: Path) -> np.ndarray:
     return (image.astype(np.float32) / np.iinfo(image.dtype).max).astype(np.float32)
 
 
-class CocoReader:
-    """Random access to a COCO dataset as :class:`Sample` objects.
+def read_mask_file(path: Path) -> np.ndarray:
+    """A mask PNG as (H, W) uint8 {0, 1}: foreground where at least half the file's maximum (so
+    0/1, 0/255 and 0/65535 masks all work); colour masks use the maximum over channels."""
+    mask = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise FileNotFoundError(f"cannot read mask {path}")
+    if mask.ndim == 3:
+        mask = mask.max(axis=2)
+    peak = mask.max()
+    return ((mask >= peak / 2) & (peak > 0)).astype(np.uint8)
 
-    Attributes:
-        coco: the ``pycocotools.coco.COCO`` index of the annotation file.
-        sequences: ordered lists of reader indices, one per video sequence (empty if none).
-        sequence_fps: frame rate of each sequence.
+
+def read_sequences(root: Path, images: list[dict]) -> tuple[list[list[int]], list[float]]:
+    """``sequences.json`` as lists of reader indices and frame rates ([] without the file).
+
+    Raises:
+        ValueError: the file is not valid or names a frame the dataset does not have.
     """
-
-    def __init__(self, root: str | Path, annotations: str = "annotations.json"):
-        self.root = Path(root)
-        path = self.root / annotations
-        if not path.is_file():
-            raise FileNotFoundError(f"no COCO annotation file at {path}")
-        try:
-            with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
-                self.coco = COCO(str(path))
-        except (AssertionError, ValueError, KeyError, TypeError) as error:
-            # pycocotools asserts on a non-object file and fails deep inside on bad records.
-            reason = str(error) or type(error).__name__
-            raise ValueError(f"{path}: not a COCO annotation file ({reason})") from error
-        self._image_ids = [image["id"] for image in self.coco.dataset["images"]]
-        self._roles = {
-            c["id"]: _category_role(c["name"]) for c in self.coco.dataset.get("categories", [])
-        }
-        anns = self.coco.dataset.get("annotations", [])
-        self._dataset_availability = {
-            "segmentation": any(
-                self._roles.get(a["category_id"]) == CATHETER and a.get("segmentation")
-                for a in anns
-            ),
-            "detection": any(self._roles.get(a["category_id"]) == ELECTRODE for a in anns),
-        }
-        self.sequences, self.sequence_fps = self._read_sequences()
-
-    def _read_sequences(self) -> tuple[list[list[int]], list[float]]:
-        path = self.root / SEQUENCES_FILE
-        if not path.is_file():
-            return [], []
-        index_of = {image_id: i for i, image_id in enumerate(self._image_ids)}
-        by_name = {
-            Path(img["file_name"]).name: i for i, img in enumerate(self.coco.dataset["images"])
-        }
+    path = root / SEQUENCES_FILE
+    if not path.is_file():
+        return [], []
+    index_of = {image["id"]: i for i, image in enumerate(images)}
+    by_name = {Path(image["file_name"]).name: i for i, image in enumerate(images)}
+    try:
         records = json.loads(path.read_text())["sequences"]
         sequences = []
         for record in records:
@@ -324,6 +290,51 @@ class CocoReader:
             else:
                 sequences.append([by_name[Path(n).name] for n in record["file_names"]])
         return sequences, [float(r.get("fps", 0.0)) for r in records]
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not JSON ({error})") from error
+    except KeyError as error:
+        raise ValueError(f"{path}: names {error} which is not a frame of the dataset") from error
+    except (TypeError, ValueError, AttributeError) as error:
+        raise ValueError(f"{path}: not a sequences file ({error})") from error
+
+
+class CocoReader:
+    """Random access to a COCO dataset as :class:`Sample` objects.
+
+    The labels are read by :func:`cathtrack.data.labels.import_labels` (cathtrack's own files,
+    CVAT's and Label Studio's COCO exports; rules in docs/labelling.md). A dataset with errors
+    (duplicate ids, malformed RLE, electrodes outside their frame...) is refused with one line;
+    what was read but not used is reported in one warning with counts.
+
+    Attributes:
+        coco: ``pycocotools.coco.COCO`` index of the canonical labels (category 1 catheter,
+            2 electrode, pixel-centre coordinates).
+        labels: the :class:`~cathtrack.data.labels.LabelImport` (files, problems, not used).
+        sequences: ordered lists of reader indices, one per video sequence (empty if none).
+        sequence_fps: frame rate of each sequence.
+    """
+
+    def __init__(self, root: str | Path, annotations: str | None = None):
+        self.labels = import_labels(root, annotations)
+        self.root = self.labels.root
+        errors = self.labels.errors
+        if errors:
+            more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+            raise ValueError(
+                f"{errors[0].line}{more}; 'cathtrack data check {root}' lists them all"
+            )
+        if self.labels.not_used:
+            warnings.warn(
+                f"{root}: labels not used: {self.labels.not_used_text()} (docs/labelling.md)",
+                stacklevel=2,
+            )
+        self.coco = COCO()
+        self.coco.dataset = self.labels.dataset
+        with contextlib.redirect_stdout(io.StringIO()):  # pycocotools prints progress
+            self.coco.createIndex()
+        self._images = self.labels.dataset["images"]
+        self._image_ids = [image["id"] for image in self._images]
+        self.sequences, self.sequence_fps = read_sequences(self.root, self._images)
 
     def __len__(self) -> int:
         return len(self._image_ids)
@@ -333,77 +344,49 @@ class CocoReader:
         """COCO image id of each reader index (what detections must refer to)."""
         return list(self._image_ids)
 
-    def _image_path(self, file_name: str) -> Path:
-        for candidate in (
-            self.root / "images" / file_name,
-            self.root / file_name,
-            self.root / "images" / Path(file_name).name,
-        ):
-            if candidate.is_file():
-                return candidate
-        raise FileNotFoundError(f"image {file_name!r} not found under {self.root}")
-
     def __getitem__(self, index: int) -> Sample:
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} images")
-        info = self.coco.imgs[self._image_ids[index]]
-        image = _read_gray(self._image_path(info["file_name"]))
-        if "annotated" in info:
-            available = {t: t in info["annotated"] for t in TASKS}
-        else:
-            available = dict(self._dataset_availability)
-        anns = self.coco.loadAnns(self.coco.getAnnIds(imgIds=[info["id"]]))
-        catheters, electrodes = [], []
-        for ann in anns:
-            role = self._roles.get(ann["category_id"])
-            if role == CATHETER:
-                catheters.append(ann)
-            elif role == ELECTRODE:
-                electrodes.append(ann)
+        info = self._images[index]
+        if info["path"] is None:
+            raise FileNotFoundError(f"image {info['file_name']!r} not found under {self.root}")
+        image = _read_gray(self.root / info["path"])
+        available = {t: t in info["annotated"] for t in TASKS}
+        anns = self.coco.imgToAnns.get(info["id"], [])
+        catheters = [a for a in anns if a["category_id"] == CATHETER]
+        electrodes = [a for a in anns if a["category_id"] == ELECTRODE]
 
         mask = None
         if available["segmentation"]:
             mask = np.zeros(image.shape, np.uint8)
             for ann in catheters:
-                if ann.get("segmentation") and _truthy(
-                    ann.get("attributes", {}).get("target", True)
-                ):
+                if ann["attributes"]["target"]:
                     mask |= self.coco.annToMask(ann).astype(np.uint8)
+            if "mask_file" in info:
+                mask |= read_mask_file(self.root / info["mask_file"])
 
-        centres, boxes, owners, indices = [], [], [], []
-        for ann in electrodes:
-            keypoints = ann.get("keypoints") or []
-            bbox = ann.get("bbox")
-            if len(keypoints) >= 3 and keypoints[2] > 0:
-                centre = [float(keypoints[0]), float(keypoints[1])]
-            elif bbox:
-                centre = [bbox[0] + 0.5 * bbox[2], bbox[1] + 0.5 * bbox[3]]
-            else:
-                continue
-            centres.append(centre)
-            # Keypoint-only electrodes get a zero-size box: their size is unknown.
-            boxes.append(list(map(float, bbox)) if bbox else [centre[0], centre[1], 0.0, 0.0])
-            owner = ann.get("catheter_id")
-            owners.append(-1 if owner is None else int(owner))
-            indices.append(int(ann.get("index", -1)))
-        n = len(centres)
+        n = len(electrodes)
         return Sample(
             image=image,
             mask=mask,
-            electrodes=np.asarray(centres, np.float32).reshape(n, 2),
-            boxes=np.asarray(boxes, np.float32).reshape(n, 4),
-            electrode_catheter=np.asarray(owners, np.int64),
-            electrode_index=np.asarray(indices, np.int64),
+            electrodes=np.asarray([a["keypoints"][:2] for a in electrodes], np.float32).reshape(
+                n, 2
+            ),
+            boxes=np.asarray([a["bbox"] for a in electrodes], np.float32).reshape(n, 4),
+            electrode_catheter=np.asarray(
+                [-1 if a["catheter_id"] is None else a["catheter_id"] for a in electrodes], np.int64
+            ),
+            electrode_index=np.asarray([a["index"] for a in electrodes], np.int64),
             catheters=[
                 CatheterLabel(
                     id=int(ann["id"]),
-                    type=str(ann.get("attributes", {}).get("type", UNKNOWN_TYPE)),
-                    centerline=np.asarray(ann.get("centerline", []), np.float32).reshape(-1, 2),
-                    target=_truthy(ann.get("attributes", {}).get("target", True)),
+                    type=ann["attributes"]["type"],
+                    centerline=np.asarray(ann["centerline"], np.float32).reshape(-1, 2),
+                    target=ann["attributes"]["target"],
                 )
                 for ann in catheters
             ],
             available=available,
-            name=Path(info["file_name"]).stem,
+            name=Path(info["file_name"].replace("\\", "/")).stem,
             pixel_spacing_mm=info.get("pixel_spacing_mm"),
         )

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import yaml
 
+from cathtrack import __version__
+
 EXAMPLES = """examples:
   cathtrack-train --config configs/paper.yaml
   cathtrack-train --config configs/cpu_small.yaml --out runs/small
@@ -43,12 +45,45 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue a run (its directory or a checkpoint directory inside it)",
     )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--version", action="version", version=f"cathtrack-train {__version__}")
     return parser
 
 
 def _fail(message: str) -> int:
     print(f"cathtrack-train: error: {message}", file=sys.stderr)
     return 2
+
+
+def _check_data(config) -> int | None:
+    """``cathtrack data check`` of every dataset on disk the run reads, before any step: the
+    exit code and the same lines when one is not usable, None when all are."""
+    from cathtrack.data.check import check_dataset
+
+    sources = [config.data.train, config.data.val] + [s.train for s in config.stages if s.train]
+    checked = set()
+    for source in sources:
+        key = (source.kind, source.path, source.images_dir, source.masks_dir, source.mask_suffix)
+        if source.kind not in ("coco", "folder") or key in checked:
+            continue
+        checked.add(key)
+        check = check_dataset(
+            source.path,
+            source.kind,
+            images_dir=source.images_dir,
+            masks_dir=source.masks_dir,
+            mask_suffix=source.mask_suffix,
+        )
+        if not check.usable:
+            for line in check.other_lines():
+                print(line, file=sys.stderr)
+            return _fail(check.refusal())
+        if check.warnings:
+            print(
+                f"cathtrack-train: {check.path}: {len(check.warnings)} warnings "
+                f"('cathtrack data check {check.path}' lists them)",
+                file=sys.stderr,
+            )
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
     except (ConfigError, FileNotFoundError) as error:
         return _fail(str(error))
+    refused = _check_data(config)
+    if refused is not None:
+        return refused
 
     distributed = init_distributed(config.device)
     if distributed.enabled and args.out is None and checkpoint is None:
