@@ -269,37 +269,10 @@ phase negatives "$PYTHON" -m cathtrack.cli negatives data/angiograms/testing --m
 
 # ---- 6. export, logs, summary ---------------------------------------------------------------------
 export_model() {
-  "$PYTHON" - "$BEST" "$OUT_DIR" <<'EOF'
-import json
-import sys
-from pathlib import Path
-
-import torch
-
-from cathtrack.checkpoint import load_model, save_model
-
-best, out = Path(sys.argv[1]), Path(sys.argv[2])
-model, metadata = load_model(best)
-training = dict(metadata.get("training", {}))
-for key, name in (
-    ("eval_clinical_seed1000", "clinical_seed1000.json"),
-    ("eval_real_seed1001", "real_seed1001.json"),
-):
-    training[key] = json.loads((out / "eval" / name).read_text())
-training["negatives_testing"] = json.loads(
-    (out / "eval" / "negatives_testing.json").read_text()
-)["summary"]
-training["recipe"] = "tools/gpu_train.sh"
-path = save_model(
-    out / "model" / "model.safetensors",
-    model,
-    input_size=metadata["input_size"],
-    training=training,
-    dtype=torch.float16,
-)
-reloaded, _ = load_model(path)
-print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, float16) and {path.with_suffix('.json')}")
-EOF
+  "$PYTHON" tools/ship_model.py "$BEST" "$OUT_DIR/model/model.safetensors" \
+    --eval "eval_clinical_seed1000=$OUT_DIR/eval/clinical_seed1000.json" \
+    --eval "eval_real_seed1001=$OUT_DIR/eval/real_seed1001.json" \
+    --negatives "$OUT_DIR/eval/negatives_testing.json" --recipe tools/gpu_train.sh
 }
 phase export export_model
 

@@ -323,13 +323,20 @@ def _atomic_path(target: Path) -> Iterator[Path]:
     ``target`` when the block succeeds (same file system: the rename is atomic).
 
     Keeping the name matters: AOTInductor requires the ``.pt2`` suffix and names the archive's
-    root folder after the file. On error ``target`` is left as it was; the folder always goes.
+    root folder after the file. The file and the folder are fsync'ed as
+    :func:`cathtrack.checkpoint.atomic_file` does (that one hands out an open file; the exporters
+    need a path). On error ``target`` is left as it was; the temporary folder always goes.
     """
+    from cathtrack.checkpoint import fsync_directory
+
     folder = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     temporary = folder / target.name
     try:
         yield temporary
+        with open(temporary, "rb") as handle:
+            os.fsync(handle.fileno())
         os.replace(temporary, target)
+        fsync_directory(target.parent)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

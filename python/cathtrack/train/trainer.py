@@ -76,6 +76,7 @@ from cathtrack.train.checkpoints import (
     write_checkpoint,
 )
 from cathtrack.train.config import (
+    ConfigError,
     Stage,
     TrainConfig,
     changed_keys,
@@ -490,8 +491,6 @@ def init_weights(model: CathNet, path: str | Path) -> None:
     Raises ConfigError when the file is missing or its architecture differs from ``model``'s,
     naming the fields that differ.
     """
-    from cathtrack.train.config import ConfigError
-
     try:
         source, _ = load_model(path, "cpu")
     except (OSError, ValueError, KeyError) as error:
