@@ -24,8 +24,9 @@ STRIP_FRAMES = 6
 # What a user should know about a shipped model before reading its scores.
 MODEL_NOTES = {
     "cathtrack_resnet34": (
-        "the shipped model is the paper's ResNet34 trained ~2 h on one CPU core on synthetic "
-        "frames only, far weaker than the paper's; see models/MODEL_CARD.md"
+        "the shipped model is the paper's ResNet34 (electrode heatmap at stride 1) trained "
+        "~2 h on a 2-core CPU on synthetic frames only: good electrodes, weak masks, far "
+        "weaker than the paper's; see models/MODEL_CARD.md"
     ),
     "cathtrack_lite": (
         "the shipped model is a lite model (ResNet18 x0.5) trained ~24 min on one CPU core on "
