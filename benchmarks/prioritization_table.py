@@ -12,7 +12,8 @@ e.g. ``cathtrack synth --out runs/real_seed1001 --n 200 --size 256 --preset real
 angiograms of ``--negatives``. A run that already has its summary.json is not trained again,
 and an interrupted one resumes from its last checkpoint, so the command can be repeated.
 
-Writes OUT/table.md, OUT/table.json and OUT/validation.png (validation F1 and mean J per step).
+Writes OUT/table.md (the best and the last checkpoint of each run), OUT/table.json and
+OUT/validation.png (validation F1 and mean J per step).
 Single-task rows leave the other head untrained: their figures for that task are what an
 untrained head gives, shown for completeness.
 """
@@ -77,6 +78,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def shown(path: Path) -> str:
+    """``path`` as written into the results: relative to the repository when inside it."""
+    path = path.resolve()
+    return str(path.relative_to(ROOT) if path.is_relative_to(ROOT) else path)
+
+
 def cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "cathtrack.cli", *args]
 
@@ -133,32 +140,45 @@ def train_all(args: argparse.Namespace) -> dict[str, float]:
     return seconds
 
 
-def evaluate(args: argparse.Namespace, name: str) -> tuple[dict, dict]:
-    run = args.out / name
-    best = run / "checkpoints" / "best"
-    scores, negatives = run / "eval.json", run / "negatives.json"
-    if not scores.is_file():
+def run_eval(args: argparse.Namespace, checkpoint: Path, out: Path) -> dict:
+    if not out.is_file():
         subprocess.run(
-            cli("eval", str(best), str(args.test), "--device", "cpu", "--no-speed",
-                "--json", str(scores)),
+            cli("eval", str(checkpoint), str(args.test), "--device", "cpu", "--no-speed",
+                "--json", str(out)),
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
+    return json.loads(out.read_text())
+
+
+def evaluate(args: argparse.Namespace, name: str) -> tuple[dict, dict, dict]:
+    """The eval JSON of the run's best and last checkpoints, and the negatives summary of its
+    best one."""
+    checkpoints = args.out / name / "checkpoints"
+    best = run_eval(args, checkpoints / "best", args.out / name / "eval.json")
+    last = run_eval(args, checkpoints / "last", args.out / name / "eval_last.json")
+    negatives = args.out / name / "negatives.json"
     if not negatives.is_file():
         subprocess.run(
-            cli("negatives", str(args.negatives), "--model", str(best), "--device", "cpu",
-                "--backend", "python", "--json", str(negatives)),
+            cli("negatives", str(args.negatives), "--model", str(checkpoints / "best"),
+                "--device", "cpu", "--backend", "python", "--json", str(negatives)),
             check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
-    return json.loads(scores.read_text()), json.loads(negatives.read_text())["summary"]
+    return best, last, json.loads(negatives.read_text())["summary"]
 
 
-def markdown(rows: list[dict]) -> str:
-    headers = ["strategy", "best step"] + [h for _, h in COLUMNS + NEGATIVE_COLUMNS]
+def markdown(rows: list[dict], checkpoint: str) -> str:
+    """One table: the rows' figures of the ``checkpoint`` ("best" or "last") evaluation; the
+    negatives columns for the best one."""
+    columns = COLUMNS + (NEGATIVE_COLUMNS if checkpoint == "best" else [])
+    headers = ["strategy", "step"] + [h for _, h in columns]
     lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
     for row in rows:
-        cells = [row["strategy"], str(row["best_step"])]
-        cells += [f"{row[key]:.3f}" if row.get(key) is not None else "–" for key, _ in COLUMNS]
-        cells += [f"{row[key]:.3f}" for key, _ in NEGATIVE_COLUMNS]
+        figures = row[checkpoint]
+        step = row["best_step"] if checkpoint == "best" else row["steps"]
+        cells = [row["strategy"], str(step)]
+        cells += [
+            f"{figures[key]:.3f}" if figures.get(key) is not None else "–" for key, _ in columns
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -189,27 +209,35 @@ def plot_validation(args: argparse.Namespace, path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    seconds = train_all(args)
+    train_all(args)
     rows = []
     for name in args.strategies:
         print(f"{name}: evaluating", flush=True)
-        scores, negatives = evaluate(args, name)
+        best, last, negatives = evaluate(args, name)
         summary = json.loads((args.out / name / "summary.json").read_text())
-        row = {"strategy": name, "best_step": summary.get("best_step"), "minutes": None}
-        if name in seconds:
-            row["minutes"] = round(seconds[name] / 60, 2)
-        row.update({key: scores.get(key) for key, _ in COLUMNS})
-        row.update({key: negatives[key] for key, _ in NEGATIVE_COLUMNS})
-        rows.append(row)
-    table = markdown(rows)
+        rows.append({
+            "strategy": name,
+            "best_step": summary.get("best_step"),
+            "steps": summary.get("steps"),
+            "train_minutes": round(summary["steps"] / summary["steps_per_second"] / 60, 1),
+            "best": {key: best.get(key) for key, _ in COLUMNS}
+            | {key: negatives[key] for key, _ in NEGATIVE_COLUMNS},
+            "last": {key: last.get(key) for key, _ in COLUMNS},
+        })  # fmt: skip
+    table = (
+        "Best checkpoint (selected on the validation seed by mean KPI):\n\n"
+        + markdown(rows, "best")
+        + "\nLast checkpoint (every run after the same number of steps):\n\n"
+        + markdown(rows, "last")
+    )
     (args.out / "table.md").write_text(table)
     document = {
-        "config": str(args.config.relative_to(ROOT) if args.config.is_relative_to(ROOT) else args.config),
+        "config": shown(args.config),
         "steps": args.steps,
-        "test": str(args.test),
-        "negatives": str(args.negatives),
+        "test": shown(args.test),
+        "negatives": shown(args.negatives),
         "rows": rows,
-    }  # fmt: skip
+    }
     for path in (args.out / "table.json", args.json):
         if path is not None:
             path.write_text(json.dumps(document, indent=2) + "\n")
