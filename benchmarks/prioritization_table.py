@@ -103,12 +103,11 @@ def train_command(args: argparse.Namespace, name: str) -> list[str] | None:
     return command
 
 
-def train_all(args: argparse.Namespace) -> dict[str, float]:
-    """Runs the strategies' trainings, ``--parallel`` at a time; returns seconds per run."""
+def train_all(args: argparse.Namespace) -> None:
+    """Runs the strategies' trainings, ``--parallel`` at a time."""
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}
-    pending = [name for name in args.strategies]
+    pending = list(args.strategies)
     running: dict[str, tuple[subprocess.Popen, float, object]] = {}
-    seconds: dict[str, float] = {}
     failed = []
     while pending or running:
         while pending and len(running) < args.parallel:
@@ -130,40 +129,40 @@ def train_all(args: argparse.Namespace) -> dict[str, float]:
                 continue
             log.close()
             del running[name]
-            seconds[name] = time.perf_counter() - started
+            minutes = (time.perf_counter() - started) / 60
             status = "done" if process.returncode == 0 else f"FAILED ({process.returncode})"
-            print(f"{name}: {status} in {seconds[name] / 60:.1f} min", flush=True)
+            print(f"{name}: {status} in {minutes:.1f} min", flush=True)
             if process.returncode != 0:
                 failed.append(name)
     if failed:
         raise SystemExit(f"training failed: {', '.join(failed)} (see {args.out}/NAME.log)")
-    return seconds
 
 
-def run_eval(args: argparse.Namespace, checkpoint: Path, out: Path) -> dict:
+def cached_json(out: Path, command: list[str]) -> dict:
+    """The JSON file ``out``, written first by ``command`` unless an earlier call left it."""
     if not out.is_file():
-        subprocess.run(
-            cli("eval", str(checkpoint), str(args.test), "--device", "cpu", "--no-speed",
-                "--json", str(out)),
-            check=True, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
     return json.loads(out.read_text())
 
 
 def evaluate(args: argparse.Namespace, name: str) -> tuple[dict, dict, dict]:
     """The eval JSON of the run's best and last checkpoints, and the negatives summary of its
     best one."""
-    checkpoints = args.out / name / "checkpoints"
-    best = run_eval(args, checkpoints / "best", args.out / name / "eval.json")
-    last = run_eval(args, checkpoints / "last", args.out / name / "eval_last.json")
-    negatives = args.out / name / "negatives.json"
-    if not negatives.is_file():
-        subprocess.run(
-            cli("negatives", str(args.negatives), "--model", str(checkpoints / "best"),
-                "--device", "cpu", "--backend", "python", "--json", str(negatives)),
-            check=True, stdout=subprocess.DEVNULL,
+    run = args.out / name
+    best, last = run / "checkpoints" / "best", run / "checkpoints" / "last"
+    scores = {}
+    for checkpoint, out in ((best, run / "eval.json"), (last, run / "eval_last.json")):
+        scores[checkpoint] = cached_json(
+            out,
+            cli("eval", str(checkpoint), str(args.test), "--device", "cpu", "--no-speed",
+                "--json", str(out)),
         )  # fmt: skip
-    return best, last, json.loads(negatives.read_text())["summary"]
+    negatives = cached_json(
+        run / "negatives.json",
+        cli("negatives", str(args.negatives), "--model", str(best), "--device", "cpu",
+            "--backend", "python", "--json", str(run / "negatives.json")),
+    )  # fmt: skip
+    return scores[best], scores[last], negatives["summary"]
 
 
 def markdown(rows: list[dict], checkpoint: str) -> str:

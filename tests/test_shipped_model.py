@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -88,8 +89,6 @@ def test_the_default_on_real_angiograms_without_electrode_catheters(tmp_path):
     electrode catheter): measured 21.7 % of vessel pixels marked catheter and 0.65 false
     electrodes per frame; the targets (2 %, 0.1) are not met, so this guards against getting
     worse."""
-    import json
-
     from cathtrack.cli import main
 
     out = tmp_path / "negatives.json"
